@@ -1,0 +1,57 @@
+"""Shared helpers of the management routes: audit context, change notification, paging, dates."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from fastapi import Request
+
+from ..errors import BadRequest
+from ..state import Audit
+from .auth import Caller
+
+log = logging.getLogger("lockgate.admin")
+
+
+def audit_of(request: Request, caller: Caller) -> Audit:
+    client = request.client.host if request.client else None
+    return Audit(changed_by=caller.id, ip=client, user_agent=request.headers.get("user-agent"))
+
+
+async def notify(request: Request, kind: str, ident: str) -> None:
+    """Tell the enforcement side (``gateway.change_listeners``) that ``kind``/``ident`` changed."""
+    for listener in list(request.app.state.gateway.change_listeners):
+        try:
+            result = listener(kind, ident)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001
+            log.exception("change listener failed for %s", kind)
+
+
+def paging(page: int, page_size: int, total: int) -> dict[str, Any]:
+    return {"total_count": total, "current_page": page, "page_size": page_size,
+            "total_pages": max(1, math.ceil(total / page_size)) if page_size else 1}
+
+
+def parse_when(value: str | None, field: str, end: bool = False) -> datetime | None:
+    """``YYYY-MM-DD`` (an end date includes its whole day) or an ISO 8601 time; UTC when unspecified."""
+    if value in (None, ""):
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"field '{field}' must be a date (YYYY-MM-DD) or an ISO 8601 time", param=field) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if not k.startswith("_")}

@@ -1,0 +1,214 @@
+"""The ASGI application: lifespan, the route table and the front doors.
+
+Proxy routes are plain ASGI callables (no framework on the hot path).  Every
+path is served with and without the ``/v1`` prefix.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from . import __version__, config, gemini_door, pipeline
+from .context import RequestContext
+from .dialects import anthropic_messages, openai_chat, openai_completions, openai_responses
+from .errors import LockgateError, NotFound
+from . import admin as admin_routes
+from .gateway import Gateway
+from .http import Receive, Scope, Send, read_body, send_bytes
+
+log = logging.getLogger("lockgate")
+
+Handler = Callable[[Gateway, Scope, Receive, Send], Awaitable[None]]
+
+# path -> (dialect, route name) for model requests
+MODEL_ROUTES: dict[str, tuple[Any, str]] = {
+    "/chat/completions": (openai_chat, "chat"),
+    "/embeddings": (openai_chat, "embeddings"),
+    "/messages": (anthropic_messages, "messages"),
+    "/messages/count_tokens": (anthropic_messages, "count_tokens"),
+    "/responses": (openai_responses, "responses"),
+    "/completions": (openai_completions, "completions"),
+}
+
+
+def headers_of(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def model_request(gw: Gateway, scope: Scope, receive: Receive, send: Send, dialect: Any, route: str) -> None:
+    ctx = RequestContext(
+        request_id=gw.new_request_id(),
+        route=route,
+        dialect=dialect,
+        headers=headers_of(scope),
+        client_ip=(scope.get("client") or (None,))[0],
+    )
+    try:
+        raw = await read_body(receive, gw.settings.max_request_body)
+    except LockgateError as err:
+        await pipeline.respond_error(gw, ctx, send, err)
+        return
+    await pipeline.handle(gw, ctx, raw, send, receive)
+
+
+async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    if not await _authorized(gw, scope, send):
+        return
+    names = list(gw.groups)
+    if "anthropic-version" in headers_of(scope):  # the Anthropic SDK's models.list
+        data = [{"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names]
+        body = {"data": data, "has_more": False, "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None}
+    else:
+        body = {"object": "list", "data": [_model_card(n) for n in names]}
+    await send_bytes(send, 200, orjson.dumps(body), [])
+
+
+async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, model_id: str) -> None:
+    if not await _authorized(gw, scope, send):
+        return
+    if model_id not in gw.groups:
+        err = NotFound(f"model {model_id!r} is not served by this gateway")
+        await send_bytes(send, 404, orjson.dumps(openai_chat.error_body(err)), [])
+        return
+    await send_bytes(send, 200, orjson.dumps(_model_card(model_id)), [])
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "lockgate"}
+
+
+async def _authorized(gw: Gateway, scope: Scope, send: Send) -> bool:
+    ctx = RequestContext(request_id=gw.new_request_id(), route="models", dialect=openai_chat, headers=headers_of(scope))
+    if "anthropic-version" in ctx.headers:
+        ctx.dialect = anthropic_messages
+    try:
+        await pipeline.authenticate(gw, ctx)
+    except LockgateError as err:
+        await pipeline.respond_error(gw, ctx, send, err)
+        return False
+    return True
+
+
+async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """Check every deployment with a minimal request (admin only: it costs provider calls)."""
+    if not await _authorized(gw, scope, send):
+        return
+    assert gw.health is not None
+    await send_bytes(send, 200, orjson.dumps(await gw.health.check_all()), [])
+
+
+async def liveliness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_bytes(send, 200, b'"I\'m alive!"', [])
+
+
+async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    store = getattr(gw, "store", None)
+    db = "not configured" if store is None else ("connected" if await store.ping() else "disconnected")
+    body = {"status": "healthy" if db != "disconnected" else "unhealthy", "version": __version__,
+            "models": len(gw.groups), "db": db}
+    await send_bytes(send, 200 if db != "disconnected" else 503, orjson.dumps(body), [])
+
+
+async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_bytes(send, 200, gw.metrics.render(), [], (b"content-type", b"text/plain; version=0.0.4"))
+
+
+OTHER_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "/models"): list_models,
+    ("GET", "/health"): health,
+    ("GET", "/health/liveliness"): liveliness,
+    ("GET", "/health/liveness"): liveliness,
+    ("GET", "/health/readiness"): readiness,
+    ("GET", "/metrics"): metrics,
+}
+
+
+class App:
+    """The ASGI callable.  Builds the ``Gateway`` at lifespan start-up."""
+
+    def __init__(self, settings: config.Settings | None = None, config_path: str | None = None) -> None:
+        self._settings = settings
+        self._config_path = config_path
+        self.gateway: Gateway | None = None
+        self.admin: Any = None  # the management API (FastAPI), built in start()
+
+    def start(self) -> Gateway:
+        settings = self._settings or config.load(self._config_path or os.environ["LOCKGATE_CONFIG"])
+        for warning in settings.warnings:
+            log.warning("config: %s", warning)
+        if settings.master_key is None:
+            log.warning("no general_settings.master_key: every request is accepted without a key")
+        self.gateway = Gateway(settings)
+        from .admin import create_admin_app
+
+        self.admin = create_admin_app(self.gateway)
+        gc.collect()
+        gc.freeze()  # start-up objects are long-lived: keep them out of collections
+        gc.set_threshold(100_000, 50, 100)
+        return self.gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self.http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.lifespan(receive, send)
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    started = time.perf_counter()
+                    gateway = self.start()
+                    await gateway.start()
+                    log.info("lockgate %s ready in %.0f ms", __version__, (time.perf_counter() - started) * 1000)
+                except Exception as exc:  # noqa: BLE001
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.gateway:
+                    await self.gateway.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gateway or self.start()
+        path = scope["path"]
+        if path.startswith("/v1/"):
+            path = path[3:]
+        method = scope["method"]
+        if method == "POST" and path in MODEL_ROUTES:
+            dialect, route = MODEL_ROUTES[path]
+            await model_request(gw, scope, receive, send, dialect, route)
+            return
+        handler = OTHER_ROUTES.get((method, path))
+        if handler is not None:
+            await handler(gw, scope, receive, send)
+        elif method == "GET" and path.startswith("/models/"):
+            await get_model(gw, scope, receive, send, path[len("/models/"):])
+        elif method == "POST" and (spec := gemini_door.match(path)):
+            await gemini_door.handle(gw, scope, receive, send, *spec)
+        elif admin_routes.handles(path) and self.admin is not None:
+            await self.admin(scope if path == scope["path"] else {**scope, "path": path}, receive, send)
+        else:
+            await _not_found(send, method, scope["path"])
+
+
+async def _not_found(send: Send, method: str, path: str) -> None:
+    body = {"error": {"message": f"no route {method} {path}", "type": "not_found_error", "param": None, "code": None}}
+    await send_bytes(send, 404, orjson.dumps(body), [])
+
+
+def create_app() -> App:
+    """Factory for ``uvicorn --factory`` and worker processes (reads LOCKGATE_CONFIG)."""
+    return App(config_path=os.environ.get("LOCKGATE_CONFIG"))

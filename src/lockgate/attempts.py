@@ -1,0 +1,126 @@
+"""The call stage with retries and fallbacks.
+
+Tries deployments of the model group chosen by the router; on a provider
+failure that happened before anything reached the client it retries (back-off
+with jitter, ``Retry-After`` honoured when the same deployment is tried again),
+then moves along the fallback groups (which may use another provider and
+dialect: the client still gets its own).  A failure after the answer started
+ends the stream with an error event instead (see forwarding).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import perf_counter
+
+from . import forwarding
+from .context import RequestContext
+from .errors import BadRequest, LockgateError, RateLimited, UpstreamError, UpstreamTimeout, UpstreamUnreachable
+from .forwarding import estimate_tokens
+from .gateway import Gateway
+from .http import Receive, Send
+from .routing.retry import failure_kind
+from .routing.router import NoDeploymentLeft
+
+PROVIDER_FAILURES = (UpstreamError, UpstreamUnreachable, UpstreamTimeout)
+
+
+async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> None:
+    router = gw.router
+    groups = [ctx.model_group]
+    tried: set[str] = set()
+    last: LockgateError | None = None
+    index = 0
+    while index < len(groups):
+        group = groups[index]
+        if _too_long_for(router, group, ctx):  # proactive: the prompt cannot fit this group
+            index, last = _next_group(gw, ctx, groups, index, "context_window", last or _context_error(group))
+            continue
+        try:
+            dep = router.pick(group, tried)
+        except (NoDeploymentLeft, RateLimited) as exc:
+            index, last = _next_group(gw, ctx, groups, index, None, last or _as_error(exc))
+            continue
+        forwarding.bind(gw, ctx, dep)
+        tried.add(dep.id)
+        router.started(dep)
+        started = perf_counter()
+        try:
+            await forwarding.call_once(gw, ctx, send, receive)
+        except PROVIDER_FAILURES as err:
+            kind = failure_kind(err)
+            router.failed(dep, err, kind)
+            gw.metrics.observe_attempt(dep.id, group, False)
+            if ctx.status:  # the answer already started: nothing left to retry
+                raise
+            last = err
+            retries_left = router.retry.retries_for(kind) - ctx.retries
+            if retries_left > 0:
+                ctx.retries += 1
+                if not _untried(router, group, tried):
+                    tried.difference_update(d.id for d in router.deployments(group))
+                await asyncio.sleep(_delay(router, ctx, group, tried, dep.id, err))
+                continue
+            index, last = _next_group(gw, ctx, groups, index, kind, err)
+            continue
+        except BaseException:
+            router.failed(dep, LockgateError("aborted"), "aborted")
+            raise
+        _record_success(gw, ctx, dep, group, started)
+        return
+    assert last is not None
+    raise last
+
+
+def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: float) -> None:  # noqa: ANN001
+    usage = ctx.usage or {}
+    tokens = int(usage.get("total_tokens") or 0)
+    ttft = ctx.first_token_at - ctx.started if ctx.first_token_at else None
+    seconds = perf_counter() - started
+    if ctx.error_kind:  # a stream that failed after it started
+        gw.router.failed(dep, LockgateError("stream failed", status=502), "server")
+        gw.metrics.observe_attempt(dep.id, group, False)
+    else:
+        gw.router.finished(dep, seconds, ttft, tokens)
+        gw.metrics.observe_attempt(dep.id, group, True, seconds)
+
+
+def _next_group(gw: Gateway, ctx: RequestContext, groups: list[str], index: int, kind: str | None,
+                err: LockgateError) -> tuple[int, LockgateError]:
+    """Append this group's fallbacks (once each) and move on to the next group."""
+    for name in gw.router.fallback_groups(groups[index], kind, ctx.request_fallbacks):
+        if name not in groups:
+            groups.append(name)
+    if index + 1 < len(groups):
+        ctx.fallbacks += 1
+    return index + 1, err
+
+
+def _untried(router, group: str, tried: set[str]) -> bool:  # noqa: ANN001
+    return any(d.id not in tried for d in router.deployments(group))
+
+
+def _delay(router, ctx: RequestContext, group: str, tried: set[str], failed_id: str,  # noqa: ANN001
+           err: LockgateError) -> float:
+    """Back-off before the next attempt; Retry-After only matters for the same deployment."""
+    same = not _untried(router, group, tried - {failed_id}) or failed_id not in tried
+    delay = router.retry.delay(ctx.retries - 1, err, router.rng)
+    return delay if same else min(delay, router.retry.base_delay * (2 ** (ctx.retries - 1)))
+
+
+def _too_long_for(router, group: str, ctx: RequestContext) -> bool:  # noqa: ANN001
+    """True when every deployment of the group declares max_input_tokens and the prompt exceeds them all."""
+    limits = [d.model_info.get("max_input_tokens") for d in router.deployments(group)]
+    if not limits or any(limit is None for limit in limits):
+        return False
+    return estimate_tokens(ctx.body) > max(int(limit) for limit in limits)
+
+
+def _context_error(group: str) -> LockgateError:
+    return BadRequest(f"the prompt is longer than the context window of {group!r}", code="context_length_exceeded")
+
+
+def _as_error(exc: Exception) -> LockgateError:
+    if isinstance(exc, LockgateError):
+        return exc
+    return RateLimited(f"no deployment of {exc.args[0]!r} is available", headers={"Retry-After": "1"})

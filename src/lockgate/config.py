@@ -1,0 +1,310 @@
+"""Configuration: LiteLLM Proxy's config.yaml read as-is, resolved into typed settings.
+
+Reading is permissive (LiteLLM's schema, ``os.environ/NAME`` values, unknown
+keys reported once as warnings); the result is strict and typed: a list of
+``Deployment`` and one ``Settings``.  Lockgate's own additions live under the
+top-level ``lockgate_settings`` section and in a few documented
+``litellm_params`` keys (see docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("lockgate.config")
+
+
+class ConfigError(Exception):
+    pass
+
+
+# keys Lockgate reads today; anything else is reported as "not implemented yet"
+KNOWN_PARAMS = {
+    "model", "api_key", "api_base", "base_url", "api_version", "timeout", "stream_timeout",
+    "rpm", "tpm", "weight", "order", "mock_response", "mock_latency_ms", "drop_params",
+    "custom_llm_provider", "max_tokens", "temperature", "top_p",
+    "azure_ad_token",
+    # Bedrock and Vertex AI: kept in Deployment.extra
+    "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
+    "aws_profile_name", "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location",
+    "vertex_credentials",
+}
+EXTRA_PARAM_PREFIXES = ("aws_", "vertex_")
+KNOWN_MODEL_INFO = {
+    "id", "input_cost_per_token", "output_cost_per_token", "max_input_tokens",
+    "max_output_tokens", "max_tokens", "mode", "base_model", "description",
+    "cache_read_input_token_cost", "cache_creation_input_token_cost", "access_groups",
+}
+KNOWN_GENERAL = {
+    "master_key", "request_timeout", "background_health_checks", "health_check_interval",
+    "redis_url", "redis_host", "redis_port", "redis_password",
+    "database_url", "max_budget", "budget_duration",
+}
+KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs"}
+KNOWN_ROUTER = {
+    "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
+    "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
+    "content_policy_fallbacks", "default_fallbacks", "timeout", "stream_timeout",
+    "redis_host", "redis_port", "redis_password", "redis_url",
+}
+KNOWN_LOCKGATE = {
+    "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
+    "connect_timeout", "database_path", "routing_rules", "governance",
+}
+KNOWN_TOP = {
+    "model_list", "general_settings", "litellm_settings", "router_settings",
+    "environment_variables", "lockgate_settings",
+}
+PARAMS_SENT_AS_DEFAULTS = ("max_tokens", "temperature", "top_p")
+
+
+@dataclass
+class Deployment:
+    model_name: str  # the name clients ask for (the model group)
+    provider: str  # registry key: openai, anthropic, gemini, groq, mock, ...
+    model: str  # the upstream model id
+    id: str
+    api_key: str | None = None
+    api_base: str | None = None
+    api_version: str | None = None
+    azure_ad_token: str | None = None  # Microsoft Entra ID bearer token (azure/, azure_ai/)
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    weight: float = 1.0
+    order: int | None = None
+    mock_response: str | None = None
+    mock_latency_ms: float = 0.0
+    drop_params: bool | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)  # params sent unless the client sets them
+    model_info: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # provider-specific litellm_params (aws_*, vertex_*)
+
+    def masked(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "provider": self.provider,
+            "model": self.model,
+            "id": self.id,
+            "api_base": self.api_base,
+            "api_key": mask(self.api_key),
+        }
+
+
+@dataclass
+class Settings:
+    deployments: list[Deployment]
+    master_key: str | None = None
+    drop_params: bool = False
+    request_timeout: float = 600.0
+    stream_timeout: float | None = None  # default idle limit of streams (router_settings.stream_timeout)
+    connect_timeout: float = 10.0
+    access_log: bool = True
+    max_request_body: int = 32 * 1024 * 1024
+    allowed_api_bases: list[str] = field(default_factory=list)
+    upstream_max_connections: int | None = None
+    router_settings: dict[str, Any] = field(default_factory=dict)
+    routing_rules: list[dict[str, Any]] = field(default_factory=list)
+    redis_url: str | None = None  # shared state of several instances (routing, counters)
+    background_health_checks: bool = False
+    health_check_interval: float = 300.0
+    database_url: str | None = None  # general_settings.database_url (else DATABASE_URL, else SQLite)
+    database_path: str | None = None  # lockgate_settings.database_path: the SQLite file (default lockgate.db)
+    max_budget: float | None = None  # general_settings.max_budget: the global proxy budget
+    budget_duration: str | None = None  # general_settings.budget_duration: its reset period
+    governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
+    warnings: list[str] = field(default_factory=list)
+    source: Path | None = None
+
+    def groups(self) -> dict[str, list[Deployment]]:
+        out: dict[str, list[Deployment]] = {}
+        for dep in self.deployments:
+            out.setdefault(dep.model_name, []).append(dep)
+        return out
+
+
+def mask(secret: str | None) -> str | None:
+    if not secret:
+        return secret
+    return secret[:3] + "..." + secret[-2:] if len(secret) > 8 else "***"
+
+
+def resolve_env(value: Any) -> Any:
+    """Replace ``os.environ/NAME`` strings (at any depth) by the variable's value."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        return os.environ.get(value[len("os.environ/"):])
+    if isinstance(value, dict):
+        return {k: resolve_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_env(v) for v in value]
+    return value
+
+
+def load(path: str | Path) -> Settings:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    settings = from_dict(raw)
+    settings.source = path
+    return settings
+
+
+def from_dict(raw: dict[str, Any]) -> Settings:
+    warnings: list[str] = []
+    for name, value in (raw.get("environment_variables") or {}).items():
+        os.environ.setdefault(str(name), str(value))
+    _unknown(warnings, "", raw, KNOWN_TOP)
+    general = _section(raw, "general_settings", warnings)
+    litellm = _section(raw, "litellm_settings", warnings)
+    router = _section(raw, "router_settings", warnings)
+    ours = _section(raw, "lockgate_settings", warnings)
+    _unknown(warnings, "router_settings.", router, KNOWN_ROUTER)
+    _unknown(warnings, "lockgate_settings.", ours, KNOWN_LOCKGATE)
+    _unknown(warnings, "general_settings.", general, KNOWN_GENERAL)
+    _unknown(warnings, "litellm_settings.", litellm, KNOWN_LITELLM)
+
+    master_key = general.get("master_key")
+    if "master_key" in general and not master_key:
+        raise ConfigError("general_settings.master_key is set but resolves to nothing (missing environment variable?)")
+    deployments = [_deployment(i, entry, warnings) for i, entry in enumerate(raw.get("model_list") or [])]
+    timeout = general.get("request_timeout") or litellm.get("request_timeout") or router.get("timeout") or 600
+    return Settings(
+        deployments=deployments,
+        master_key=str(master_key) if master_key else None,
+        drop_params=bool(litellm.get("drop_params", False)),
+        request_timeout=float(timeout),
+        stream_timeout=_float(router.get("stream_timeout")),
+        connect_timeout=float(ours.get("connect_timeout", 10)),
+        access_log=bool(ours.get("access_log", True)),
+        max_request_body=int(float(ours.get("max_request_body_mb", 32)) * 1024 * 1024),
+        allowed_api_bases=list(ours.get("allowed_api_bases") or []),
+        upstream_max_connections=ours.get("upstream_max_connections"),
+        router_settings=_router_settings(router),
+        routing_rules=list(ours.get("routing_rules") or []),
+        redis_url=redis_url(general, router),
+        background_health_checks=bool(general.get("background_health_checks", False)),
+        health_check_interval=float(general.get("health_check_interval", 300)),
+        database_url=general.get("database_url") or None,
+        database_path=ours.get("database_path") or None,
+        max_budget=_float(general.get("max_budget")),
+        budget_duration=_budget_duration(general.get("budget_duration")),
+        governance=dict(ours.get("governance") or {}),
+        warnings=warnings,
+    )
+
+
+def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:
+    """Redis from ``general_settings.redis_url``, ``router_settings.redis_url`` or
+    ``redis_host``/``redis_port``/``redis_password``, else the REDIS_URL / REDIS_HOST environment."""
+    url = general.get("redis_url") or router.get("redis_url") or os.environ.get("REDIS_URL")
+    if url:
+        return str(url)
+    host = router.get("redis_host") or general.get("redis_host") or os.environ.get("REDIS_HOST")
+    if not host:
+        return None
+    port = router.get("redis_port") or general.get("redis_port") or os.environ.get("REDIS_PORT") or 6379
+    password = router.get("redis_password") or general.get("redis_password") or os.environ.get("REDIS_PASSWORD")
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
+def _router_settings(router: dict[str, Any]) -> dict[str, Any]:
+    from .routing.strategies import STRATEGIES
+
+    strategy = router.get("routing_strategy")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ConfigError(f"router_settings.routing_strategy {strategy!r} is not one of {sorted(STRATEGIES)}")
+    return router
+
+
+def _section(raw: dict[str, Any], name: str, warnings: list[str]) -> dict[str, Any]:
+    value = resolve_env(raw.get(name) or {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping")
+    return value
+
+
+def _unknown(warnings: list[str], prefix: str, section: dict[str, Any], known: set[str]) -> None:
+    extra = sorted(k for k in section if k not in known)
+    if extra:
+        warnings.append(f"not implemented yet, ignored: {', '.join(prefix + k for k in extra)}")
+
+
+def _deployment(index: int, entry: Any, warnings: list[str]) -> Deployment:
+    where = f"model_list[{index}]"
+    if not isinstance(entry, dict) or not entry.get("model_name"):
+        raise ConfigError(f"{where}: needs model_name and litellm_params")
+    params = resolve_env(entry.get("litellm_params") or {})
+    info = resolve_env(entry.get("model_info") or {})
+    model = params.get("model")
+    if not model or not isinstance(model, str):
+        raise ConfigError(f"{where} ({entry['model_name']}): litellm_params.model is required")
+    provider, upstream = split_model(model, params.get("custom_llm_provider"))
+    from .providers import registry
+
+    if provider not in registry():
+        raise ConfigError(f"{where}: unknown provider {provider!r} in {model!r}")
+    _unknown(warnings, f"{where}.litellm_params.", params, KNOWN_PARAMS)
+    _unknown(warnings, f"{where}.model_info.", info, KNOWN_MODEL_INFO)
+    dep_id = str(info.get("id") or _stable_id(entry["model_name"], model, params.get("api_base"), index))
+    return Deployment(
+        model_name=str(entry["model_name"]),
+        provider=provider,
+        model=upstream,
+        id=dep_id,
+        api_key=params.get("api_key"),
+        api_base=params.get("api_base") or params.get("base_url"),
+        api_version=params.get("api_version"),
+        azure_ad_token=params.get("azure_ad_token"),
+        timeout=_float(params.get("timeout")),
+        stream_timeout=_float(params.get("stream_timeout")),
+        rpm=params.get("rpm"),
+        tpm=params.get("tpm"),
+        weight=float(params.get("weight", 1.0)),
+        order=params.get("order"),
+        mock_response=params.get("mock_response"),
+        mock_latency_ms=float(params.get("mock_latency_ms", 0)),
+        drop_params=params.get("drop_params"),
+        defaults={k: params[k] for k in PARAMS_SENT_AS_DEFAULTS if k in params},
+        model_info=info,
+        extra={k: v for k, v in params.items() if k.startswith(EXTRA_PARAM_PREFIXES) and k in KNOWN_PARAMS},
+    )
+
+
+def split_model(model: str, explicit: str | None = None) -> tuple[str, str]:
+    if explicit:
+        return explicit, model.split("/", 1)[1] if model.startswith(explicit + "/") else model
+    if "/" in model:
+        provider, rest = model.split("/", 1)
+        return provider, rest
+    return "openai", model
+
+
+def _budget_duration(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    from .state.durations import is_valid
+
+    if not is_valid(str(value)):
+        raise ConfigError(f"general_settings.budget_duration: invalid duration {value!r} (use 30s, 1h, 1d, 7d, 30d, 1mo)")
+    return str(value)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if value is not None else None
+
+
+def _stable_id(*parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""The object one request carries through the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from time import perf_counter
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Deployment
+    from .providers import Provider
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    route: str  # "chat", "messages", "embeddings", "count_tokens"
+    dialect: ModuleType  # the client's dialect (front door)
+    headers: dict[str, str]  # client request headers, lower-cased names
+    client_ip: str | None = None
+    body: dict[str, Any] = field(default_factory=dict)
+    model: str = ""  # the model name the client asked for
+    model_group: str = ""  # the group it resolved to (rules, aliases)
+    request_fallbacks: list[str] | None = None  # the body's own "fallbacks"
+    retries: int = 0
+    drop_params: bool = False  # litellm_settings.drop_params (a deployment's own setting wins)
+    fallbacks: int = 0
+    stream: bool = False
+    principal: Any = None  # "master", "anonymous" or a governance.types.Principal (virtual key)
+    deployment: "Deployment | None" = None
+    provider: "Provider | None" = None
+    passthrough: bool = False
+    started: float = field(default_factory=perf_counter)
+    upstream_seconds: float = 0.0  # time spent awaiting the provider
+    first_token_at: float | None = None
+    status: int = 0
+    usage: dict[str, Any] | None = None
+    error_kind: str | None = None
+    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    grant: Any = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
+
+    def overhead_ms(self) -> float:
+        return max(0.0, (perf_counter() - self.started - self.upstream_seconds) * 1000)

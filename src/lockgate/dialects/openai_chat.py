@@ -1,0 +1,198 @@
+"""OpenAI Chat Completions: the lingua franca and the canonical form itself."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import orjson
+
+from ..errors import LockgateError, UpstreamError, type_for_status
+from ..transport.sse import encode_event
+
+NAME = "openai"
+
+_DROP_ON_CANONICAL = ("api_base", "base_url", "api_key", "api_version")
+
+
+# ---------------------------------------------------------------- front door
+
+
+def request_to_canonical(body: dict[str, Any]) -> dict[str, Any]:
+    req = {k: v for k, v in body.items() if k not in _DROP_ON_CANONICAL}
+    if "max_completion_tokens" in req and "max_tokens" not in req:
+        req["max_tokens"] = req.pop("max_completion_tokens")
+    return req
+
+
+def response_from_canonical(resp: dict[str, Any], model: str) -> dict[str, Any]:
+    out = dict(resp)
+    out["model"] = model
+    choices = []
+    for choice in out.get("choices", []):
+        msg = dict(choice.get("message") or {})
+        msg.pop("thinking_blocks", None)
+        choices.append({**choice, "message": msg})
+    out["choices"] = choices
+    if out.get("usage"):
+        out["usage"] = _public_usage(out["usage"])
+    return out
+
+
+def _public_usage(usage: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in usage.items() if k != "cache_creation_input_tokens"}
+
+
+class StreamEncoderImpl:
+    """Canonical chunks are already OpenAI chunks: set id/model, drop extensions."""
+
+    def __init__(self, model: str, request_id: str, include_usage: bool = True) -> None:
+        self.model = model
+        self.id = "chatcmpl-" + request_id
+        self.created = int(time.time())
+        self.include_usage = include_usage
+
+    def encode(self, chunk: dict[str, Any]) -> bytes:
+        usage = chunk.get("usage")
+        if not chunk.get("choices"):
+            if not usage or not self.include_usage:
+                return b""
+        out = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [_clean_choice(c) for c in chunk.get("choices", [])],
+        }
+        if usage and self.include_usage:
+            out["usage"] = _public_usage(usage)
+        return encode_event(orjson.dumps(out))
+
+    def finish(self) -> bytes:
+        return b"data: [DONE]\n\n"
+
+    def error(self, err: Exception) -> bytes:
+        return encode_event(orjson.dumps(error_body(err)))
+
+
+def _clean_choice(choice: dict[str, Any]) -> dict[str, Any]:
+    delta = choice.get("delta")
+    if delta and "thinking_signature" in delta:
+        delta = {k: v for k, v in delta.items() if k != "thinking_signature"}
+        choice = {**choice, "delta": delta}
+    return choice
+
+
+def stream_encoder(model: str, request_id: str, include_usage: bool = True) -> StreamEncoderImpl:
+    return StreamEncoderImpl(model, request_id, include_usage)
+
+
+def error_body(err: Exception) -> dict[str, Any]:
+    if isinstance(err, LockgateError):
+        return {
+            "error": {
+                "message": err.message,
+                "type": err.type,
+                "param": err.param,
+                "code": err.code,
+            }
+        }
+    return {"error": {"message": "internal error", "type": "api_error", "param": None, "code": None}}
+
+
+# ---------------------------------------------------------------- provider side
+
+
+def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
+    body = {k: v for k, v in req.items() if k not in ("thinking", "top_k", "metadata")}
+    body["model"] = model
+    msgs = []
+    for m in req.get("messages", []):
+        if "thinking_blocks" in m or _has_cache_control(m):
+            m = {k: v for k, v in m.items() if k != "thinking_blocks"}
+            if isinstance(m.get("content"), list):
+                m["content"] = [
+                    {k: v for k, v in p.items() if k != "cache_control"} for p in m["content"]
+                ]
+        msgs.append(m)
+    body["messages"] = msgs
+    if "tools" in body:
+        body["tools"] = [{k: v for k, v in t.items() if k != "cache_control"} for t in body["tools"]]
+    if body.get("stream"):
+        opts = dict(body.get("stream_options") or {})
+        opts["include_usage"] = True
+        body["stream_options"] = opts
+    return body
+
+
+def _has_cache_control(m: dict[str, Any]) -> bool:
+    content = m.get("content")
+    return isinstance(content, list) and any("cache_control" in p for p in content)
+
+
+def response_to_canonical(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+class StreamDecoderImpl:
+    def __init__(self) -> None:
+        self._usage: dict[str, Any] | None = None
+
+    def feed(self, event: str | None, data: bytes) -> list[dict[str, Any]]:
+        if data == b"[DONE]" or not data:
+            return []
+        chunk = orjson.loads(data)
+        if "error" in chunk and "choices" not in chunk:
+            err = chunk["error"] or {}
+            raise UpstreamError(str(err.get("message", "upstream stream error")), status=502)
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        return [chunk]
+
+    def usage(self) -> dict[str, Any] | None:
+        return self._usage
+
+
+def stream_decoder() -> StreamDecoderImpl:
+    return StreamDecoderImpl()
+
+
+def parse_error(status: int, body: bytes) -> tuple[str, str | None]:
+    """Message and OpenAI error type of an upstream error body."""
+    try:
+        err = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        err = None
+    if isinstance(err, dict):
+        return str(err.get("message") or f"upstream returned {status}"), err.get("type") or type_for_status(status)
+    if isinstance(err, str):
+        return err, type_for_status(status)
+    return f"upstream returned {status}", type_for_status(status)
+
+
+def usage_from_body(body: dict[str, Any]) -> dict[str, Any] | None:
+    return body.get("usage")
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+class UsageTapImpl:
+    __slots__ = ("_usage",)
+
+    def __init__(self) -> None:
+        self._usage: dict[str, Any] | None = None
+
+    def feed(self, event: str | None, data: bytes) -> None:
+        if _USAGE_OBJECT.search(data):
+            usage = orjson.loads(data).get("usage")
+            if usage:
+                self._usage = usage
+
+    def usage(self) -> dict[str, Any] | None:
+        return self._usage
+
+
+def usage_tap() -> UsageTapImpl:
+    return UsageTapImpl()

@@ -1,0 +1,426 @@
+"""The ``call`` stage: forward to the provider, answer in the client's dialect.
+
+One attempt against one deployment (``attempts.call`` loops over attempts).
+Three paths, chosen in ``bind``:
+
+* passthrough (client dialect == provider dialect): the client's body goes out
+  with only the model name (and credentials) rewritten; the provider's bytes
+  come back as they are, tapped for usage, never rebuilt;
+* translated: client dialect -> canonical -> provider dialect, and back;
+* local: the in-process mock provider answers in the canonical form.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import tokens
+from .context import RequestContext
+from .dialects import openai_chat, openai_completions
+from .errors import BadRequest, LockgateError, UpstreamError
+from .gateway import Gateway
+from .http import Receive, Send, send_bytes, stream_events
+from .transport.client import UpstreamStream
+from .transport.sse import encode_event
+
+if TYPE_CHECKING:
+    from .config import Deployment
+
+
+def bind(gw: Gateway, ctx: RequestContext, dep: "Deployment") -> None:
+    """Make ``dep`` the deployment of this attempt and choose passthrough or translation."""
+    provider = gw.providers["mock" if dep.mock_response is not None else dep.provider].for_deployment(dep)
+    ctx.deployment = dep
+    ctx.provider = provider
+    ctx.drop_params = gw.settings.drop_params
+    ctx.passthrough = passes_through(ctx, provider)
+
+
+def passes_through(ctx: RequestContext, provider: Any) -> bool:
+    """Same wire format on both ends.  The Responses API rides on providers that serve it."""
+    if provider.local:
+        return False
+    if ctx.route == "responses":
+        return provider.supports_responses
+    if ctx.route == "completions":  # legacy text completions: native where the provider serves them
+        return ctx.deployment is not None and provider.completions_url(ctx.deployment) is not None
+    return provider.dialect is ctx.dialect
+
+
+def request_url(ctx: RequestContext, stream: bool) -> str:
+    provider, dep = ctx.provider, ctx.deployment
+    assert provider is not None and dep is not None
+    if ctx.route == "responses" and ctx.passthrough:
+        return provider.responses_url(dep)
+    if ctx.route == "completions" and ctx.passthrough:
+        return provider.completions_url(dep) or ""
+    return provider.chat_url(dep, stream)
+
+
+async def call_once(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> None:
+    if ctx.route == "embeddings":
+        await _embeddings(gw, ctx, send)
+    elif ctx.route == "count_tokens":
+        await _count_tokens(gw, ctx, send)
+    elif ctx.route == "gemini_count_tokens":
+        from .gemini_door import count_tokens
+
+        await count_tokens(gw, ctx, send)
+    elif ctx.stream:
+        await _stream(gw, ctx, send, receive)
+    else:
+        await _unary(gw, ctx, send)
+
+
+# ---------------------------------------------------------------- building the upstream request
+
+
+def upstream_body(ctx: RequestContext) -> dict[str, Any]:
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    if ctx.passthrough:
+        merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
+        body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
+    else:
+        canonical = supported_params(ctx, canonical_request(ctx))
+        body = provider.dialect.request_from_canonical(canonical, dep.model)
+    return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
+
+
+def canonical_request(ctx: RequestContext) -> dict[str, Any]:
+    assert ctx.deployment is not None
+    canonical = {**ctx.deployment.defaults, **ctx.dialect.request_to_canonical(ctx.body)}
+    if ctx.stream:  # the flag may come from the route (Gemini's :streamGenerateContent), not the body
+        canonical["stream"] = True
+    return canonical
+
+
+# always understood: the message list itself and flags every dialect handles
+_ALWAYS = frozenset({"model", "messages", "stream", "stream_options"})
+# values that ask for nothing beyond the default, so no provider can be said to lack them
+_NEUTRAL = {"n": 1, "parallel_tool_calls": True, "logprobs": False}
+
+
+def supported_params(ctx: RequestContext, canonical: dict[str, Any]) -> dict[str, Any]:
+    """Parameters the provider's dialect cannot express: dropped with ``drop_params``, else a 400 naming them."""
+    provider, dep = ctx.provider, ctx.deployment
+    assert provider is not None and dep is not None
+    supported = getattr(provider.dialect, "SUPPORTED_PARAMS", None)
+    if supported is None:
+        return canonical
+    extra = [k for k, v in canonical.items() if k not in supported and k not in _ALWAYS
+             and v is not None and _NEUTRAL.get(k, object()) != v]
+    if not extra:
+        return canonical
+    drop = dep.drop_params if dep.drop_params is not None else ctx.drop_params
+    if drop:
+        return {k: v for k, v in canonical.items() if k not in extra}
+    raise BadRequest(f"{provider.name} does not support the parameter '{extra[0]}'; remove it, or set "
+                     "drop_params: true (litellm_settings or the deployment) to drop it", param=extra[0])
+
+
+async def upstream_headers(ctx: RequestContext, url: str, payload: bytes) -> dict[str, str]:
+    provider, dep = ctx.provider, ctx.deployment
+    assert provider is not None and dep is not None
+    headers = provider.headers(dep)
+    for name in provider.client_headers:
+        value = ctx.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    if provider.signs:
+        headers = await provider.sign(dep, url, headers, payload)
+    return headers
+
+
+def timeout_of(gw: Gateway, ctx: RequestContext) -> float:
+    assert ctx.deployment is not None
+    return ctx.deployment.timeout or gw.settings.request_timeout
+
+
+def upstream_error(ctx: RequestContext, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
+    assert ctx.provider is not None
+    body = ctx.provider.normalize_error(status, headers, body)
+    message, type_ = ctx.provider.dialect.parse_error(status, body)
+    keep = {"Retry-After": headers["retry-after"]} if "retry-after" in headers else None
+    err = UpstreamError(message, status=status, type=type_, headers=keep)
+    err.raw = body  # type: ignore[attr-defined]
+    err.raw_dialect = ctx.dialect if ctx.passthrough else ctx.provider.dialect  # type: ignore[attr-defined]
+    return err
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("the provider returned a body that is not JSON", status=502) from None
+
+
+def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    from .pipeline import common_headers
+
+    if ctx.grant is not None and not ctx.stream:
+        ctx.grant.finish(ctx)  # spend journaled (and cost headers added) before the answer goes out
+    return [*ctx.response_headers, *common_headers(ctx)]
+
+
+def _finish(ctx: RequestContext) -> Any:
+    """For streams: journal the spend after the last event, before the response's end."""
+    return None if ctx.grant is None else (lambda: ctx.grant.finish(ctx))
+
+
+# ---------------------------------------------------------------- non-streamed
+
+
+async def _post(gw: Gateway, ctx: RequestContext, url: str, body: dict[str, Any]) -> Any:
+    payload = orjson.dumps(body)
+    headers = await upstream_headers(ctx, url, payload)
+    started = perf_counter()
+    reply = await gw.upstream.post(url, headers, payload, timeout_of(gw, ctx))
+    ctx.upstream_seconds += perf_counter() - started
+    if reply.status >= 400:
+        raise upstream_error(ctx, reply.status, reply.headers, reply.body)
+    return reply.body
+
+
+async def _unary(gw: Gateway, ctx: RequestContext, send: Send) -> None:
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    if provider.local:
+        canonical = await provider.complete(canonical_request(ctx), dep)  # type: ignore[attr-defined]
+        ctx.usage = canonical.get("usage")
+        out = orjson.dumps(ctx.dialect.response_from_canonical(canonical, dep.model))
+    else:
+        raw = await _post(gw, ctx, request_url(ctx, False), upstream_body(ctx))
+        data = _json(raw)
+        if ctx.passthrough:
+            ctx.usage = ctx.dialect.usage_from_body(data)
+            out = raw
+        else:
+            canonical = provider.dialect.response_to_canonical(data)
+            ctx.usage = canonical.get("usage")
+            out = orjson.dumps(ctx.dialect.response_from_canonical(canonical, dep.model))
+    ctx.status = 200
+    await send_bytes(send, 200, out, _headers(ctx))
+
+
+# ---------------------------------------------------------------- streamed
+
+
+async def _stream(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> None:
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    if provider.local:
+        chunks = provider.stream(canonical_request(ctx), dep)  # type: ignore[attr-defined]
+        ctx.status = 200
+        await stream_events(send, receive, 200, _headers(ctx), _rendered(ctx, chunks), _finish(ctx))
+        return
+    body = upstream_body(ctx)
+    strip_usage = ctx.passthrough and ctx.dialect in (openai_chat, openai_completions) and _inject_usage(body)
+    idle = dep.stream_timeout or gw.settings.stream_timeout or timeout_of(gw, ctx)
+    url, payload = request_url(ctx, True), orjson.dumps(body)
+    headers = await upstream_headers(ctx, url, payload)
+    started = perf_counter()
+    async with gw.upstream.stream(url, headers, payload, idle) as up:
+        ctx.upstream_seconds += perf_counter() - started
+        if up.status >= 400:
+            raise upstream_error(ctx, up.status, up.headers, await _read_all(ctx, up))
+        if ctx.passthrough:
+            events = _passthrough(ctx, up, strip_usage, await _first_chunk(ctx, up))
+        else:
+            decoded = _decoded(ctx, up)
+            events = _rendered(ctx, _prepend(await _first_canonical(decoded), decoded))
+        ctx.status = 200
+        await stream_events(send, receive, 200, _headers(ctx), events, _finish(ctx))
+
+
+async def _first_chunk(ctx: RequestContext, up: UpstreamStream) -> bytes | None:
+    """Read before answering, so a failure here can still go to another deployment."""
+    return await _read(ctx, up)
+
+
+async def _first_canonical(decoded: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return await decoded.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    try:
+        if first is not None:
+            yield first
+            async for item in rest:
+                yield item
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+def _inject_usage(body: dict[str, Any]) -> bool:
+    """Ask an OpenAI-dialect provider for usage; True when the client had not."""
+    opts = body.get("stream_options") or {}
+    if opts.get("include_usage"):
+        return False
+    body["stream_options"] = {**opts, "include_usage": True}
+    return True
+
+
+async def _read(ctx: RequestContext, up: UpstreamStream) -> bytes | None:
+    started = perf_counter()
+    chunk = await up.read()
+    ctx.upstream_seconds += perf_counter() - started
+    return chunk
+
+
+async def _read_all(ctx: RequestContext, up: UpstreamStream) -> bytes:
+    started = perf_counter()
+    try:
+        return await up.read_all()
+    finally:
+        ctx.upstream_seconds += perf_counter() - started
+
+
+async def _passthrough(
+    ctx: RequestContext, up: UpstreamStream, strip_usage: bool, first: bytes | None
+) -> AsyncIterator[bytes]:
+    """The provider's own bytes, chunk by chunk; usage read on the side."""
+    assert ctx.provider is not None
+    tap = ctx.dialect.usage_tap()
+    parser = ctx.provider.stream_parser()
+    reframe = strip_usage or not ctx.provider.sse_native
+    chunk = first
+    try:
+        while chunk is not None:
+            events = parser.feed(chunk)
+            for event, data in events:
+                tap.feed(event, data)
+            if reframe:
+                chunk = b"".join(encode_event(d, e) for e, d in events if not (strip_usage and _usage_only(d)))
+            if ctx.first_token_at is None:
+                ctx.first_token_at = perf_counter()
+            yield chunk
+            chunk = await _read(ctx, up)
+    except LockgateError as err:
+        ctx.error_kind = err.kind
+        yield ctx.dialect.stream_encoder(ctx.model, ctx.request_id).error(err)
+    finally:
+        ctx.usage = tap.usage()
+
+
+_EMPTY_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
+
+
+def _usage_only(data: bytes) -> bool:
+    """An OpenAI usage-only chunk (``choices: []``), which the client did not ask for."""
+    return b'"usage"' in data and _EMPTY_CHOICES.search(data) is not None
+
+
+async def _decoded(ctx: RequestContext, up: UpstreamStream) -> AsyncIterator[dict[str, Any]]:
+    """Canonical chunks from a provider stream of another dialect."""
+    assert ctx.provider is not None
+    decoder = ctx.provider.dialect.stream_decoder()
+    parser = ctx.provider.stream_parser()
+    try:
+        while (chunk := await _read(ctx, up)) is not None:
+            for event, data in parser.feed(chunk):
+                for canonical in decoder.feed(event, data):
+                    yield canonical
+        for event, data in parser.flush():
+            for canonical in decoder.feed(event, data):
+                yield canonical
+    finally:
+        ctx.usage = decoder.usage() or ctx.usage
+
+
+async def _rendered(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """Canonical chunks rendered in the client's dialect, errors as a final event."""
+    encoder = _encoder(ctx)
+    try:
+        async for chunk in chunks:
+            if chunk.get("usage"):
+                ctx.usage = chunk["usage"]
+            data = encoder.encode(chunk)
+            if data:
+                if ctx.first_token_at is None:
+                    ctx.first_token_at = perf_counter()
+                yield data
+        yield encoder.finish()
+    except LockgateError as err:
+        ctx.error_kind = err.kind
+        yield encoder.error(err)
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+def _encoder(ctx: RequestContext) -> Any:
+    if ctx.dialect is openai_chat or ctx.dialect is openai_completions:
+        include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+        return ctx.dialect.stream_encoder(ctx.model, ctx.request_id, include_usage)
+    return ctx.dialect.stream_encoder(ctx.model, ctx.request_id)
+
+
+# ---------------------------------------------------------------- embeddings and token counting
+
+
+async def _embeddings(gw: Gateway, ctx: RequestContext, send: Send) -> None:
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    if provider.local:
+        result = provider.embed(ctx.body, dep)  # type: ignore[attr-defined]
+    elif not provider.supports_embeddings:
+        raise BadRequest(f"provider {provider.name!r} offers no embeddings; choose an embedding model", param="model")
+    elif ctx.passthrough:
+        raw = await _post(gw, ctx, provider.embeddings_url(dep), {**ctx.body, "model": dep.model})
+        ctx.usage = (_json(raw) or {}).get("usage")
+        ctx.status = 200
+        await send_bytes(send, 200, raw, _headers(ctx))
+        return
+    elif provider.embeddings_per_input(dep):
+        result = await _embeddings_per_input(gw, ctx)
+    else:
+        raw = await _post(gw, ctx, provider.embeddings_url(dep), provider.embeddings_request(ctx.body, dep))
+        result = provider.embeddings_response(_json(raw), dep, ctx.model)
+    ctx.usage = result.get("usage")
+    ctx.status = 200
+    await send_bytes(send, 200, orjson.dumps(result), _headers(ctx))
+
+
+async def _embeddings_per_input(gw: Gateway, ctx: RequestContext) -> dict[str, Any]:
+    """One call per input (Bedrock Titan); the answers, in order, go to ``embeddings_response``."""
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    inputs = ctx.body["input"] if isinstance(ctx.body["input"], list) else [ctx.body["input"]]
+    url = provider.embeddings_url(dep)
+    replies = [_json(await _post(gw, ctx, url, provider.embeddings_request({**ctx.body, "input": one}, dep)))
+               for one in inputs]
+    return provider.embeddings_response(replies, dep, ctx.model)
+
+
+async def _count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    url = None if provider.local else provider.count_tokens_url(dep)
+    if url and ctx.passthrough:
+        raw = await _post(gw, ctx, url, {**ctx.body, "model": dep.model})
+        ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
+    elif url and provider.dialect.NAME == "gemini":  # Gemini's countTokens, on the translated request
+        canonical = ctx.dialect.request_to_canonical({"max_tokens": 1, **ctx.body})
+        count_body = provider.count_tokens_body(tokens.gemini_count_body(canonical, dep.model), dep)
+        reply = _json(await _post(gw, ctx, url, count_body))
+        raw = orjson.dumps({"input_tokens": int((reply or {}).get("totalTokens") or 0)})
+        ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
+    else:  # tiktoken over the bundled encodings: exact for OpenAI models, an estimate for others
+        raw = orjson.dumps({"input_tokens": await tokens.count_prompt_tokens_async(ctx.body, dep.model)})
+        ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
+    ctx.status = 200
+    await send_bytes(send, 200, raw, _headers(ctx))
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """About four characters a token over system, messages and tools."""
+    text = orjson.dumps([body.get("system"), body.get("messages"), body.get("tools")])
+    return max(1, len(text) // 4)

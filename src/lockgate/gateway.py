@@ -1,0 +1,99 @@
+"""The gateway's resources, owned in one place and passed to every stage.
+
+No module-level mutable state: the ASGI app creates one ``Gateway`` at start-up
+(settings, provider registry, upstream pool, metrics, access log, hooks) and
+the pipeline receives it explicitly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Deployment, Settings
+from .observability.access_log import AccessLog
+from .observability.metrics import Metrics
+from .providers import Provider, registry
+from .routing.health import HealthChecks
+from .routing.router import Router
+from .routing.shared import SharedStats
+from .routing.stats import CooldownCollector
+from .transport.client import Upstream
+
+
+@dataclass
+class Hooks:
+    """Named extension points; each is a list of callables run in order.
+
+    ``pre_request(gateway, ctx)`` after admission, before the provider call;
+    ``post_response(gateway, ctx)`` after the answer went out;
+    ``on_error(gateway, ctx, error)`` when a request failed.
+    Plugins (guardrails, loggers, exporters) append to these lists.
+    """
+
+    pre_request: list[Callable[..., Any]] = field(default_factory=list)
+    post_response: list[Callable[..., Any]] = field(default_factory=list)
+    on_error: list[Callable[..., Any]] = field(default_factory=list)
+
+
+class Gateway:
+    def __init__(self, settings: Settings, access_log: AccessLog | None = None) -> None:
+        self.settings = settings
+        self.providers: dict[str, Provider] = registry()
+        self.groups: dict[str, list[Deployment]] = settings.groups()
+        self.upstream = Upstream(settings.connect_timeout, settings.upstream_max_connections)
+        self.metrics = Metrics()
+        self.access_log = access_log or AccessLog(enabled=settings.access_log)
+        self.router = Router(settings)
+        self._id_prefix = os.urandom(8).hex()
+        self._id_counter = itertools.count(1)
+        self.metrics.watch(CooldownCollector(self.router.stats))
+        self.redis: Any = None  # redis.asyncio.Redis when settings.redis_url is set
+        self.health: HealthChecks | None = None
+        self.hooks = Hooks()
+        # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
+        self.change_listeners: list[Callable[[str, str], Any]] = []
+        self.store: Any = None  # lockgate.state.SQLStore, opened in start()
+        self.governance: Any = None  # lockgate.governance.Governance, created in start() after the store
+
+    def new_request_id(self) -> str:
+        """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
+        return "%s%016x" % (self._id_prefix, next(self._id_counter))
+
+    async def start(self) -> None:
+        """Open what needs the event loop (storage, counters); called once at start-up."""
+        from .state import open_store
+
+        source = self.settings.source
+        self.store = await open_store(self.settings, source.parent if source else None)
+        from .governance import Governance
+
+        self.governance = Governance(self)
+        await self.governance.start()
+        if self.settings.redis_url:
+            import redis.asyncio
+
+            self.redis = redis.asyncio.from_url(self.settings.redis_url)
+            self.router.shared = SharedStats(self.redis, self.router)
+            await self.router.shared.start()
+        self.health = HealthChecks(self)
+        if self.settings.background_health_checks:
+            self.health.start_background(self.settings.health_check_interval)
+
+    async def close(self) -> None:
+        if self.governance is not None:
+            await self.governance.close()  # final spend flush before the store closes
+        self.access_log.flush()
+        if self.health is not None:
+            await self.health.close()
+        if self.router.shared is not None:
+            await self.router.shared.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.store is not None:
+            await self.store.close()
+        await self.upstream.close()

@@ -1,0 +1,484 @@
+"""``Governance``: the logic of the pipeline's authenticate, authorize, admit and account stages.
+
+Hot path (per model request), all in process unless Redis is configured:
+
+    authenticate  sha256(key) -> Principal from a TTL cache over store.principal_for_key
+    authorize     key ∩ user ∩ team ∩ organization: blocked, expiry, routes, models, IPs; end user blocked
+    admit         one Counters.admit call (one Lua round trip with Redis): every rpm / tpm window,
+                  parallel slot and budget of every level, all-or-nothing
+    finish        (before the last bytes of the answer) cost -> SpendRecord -> journal (one write())
+    account       (after the answer) Counters.settle: tpm correction, running spend, slot release
+
+Database writes happen only in the background (``SpendWriter``, budget resets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from time import perf_counter, time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import AuthenticationError, BudgetExceeded, RateLimited
+from ..state.counters import BUDGET_KIND, PARALLEL_KIND, WINDOW_KIND, Admission, Item, LocalCounters, RedisCounters
+from . import policy
+from .cache import TTLCache
+from .cost import Price, price_for
+from .types import Entity, Limits, Principal, SpendRecord
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+    from ..gateway import Gateway
+
+log = logging.getLogger("lockgate.governance")
+
+UTC = timezone.utc
+NO_COST_ROUTES = ("count_tokens",)
+
+
+class Grant:
+    """What governance keeps for one request (``ctx.grant``)."""
+
+    __slots__ = ("gov", "items", "admission", "estimate", "journaled", "settled", "cost", "key_budget_index")
+
+    def __init__(self, gov: "Governance") -> None:
+        self.gov = gov
+        self.items: list[Item] = []
+        self.admission: Admission | None = None
+        self.estimate = 0
+        self.journaled = False
+        self.settled = False
+        self.cost = 0.0
+        self.key_budget_index = -1
+
+    def finish(self, ctx: "RequestContext") -> None:
+        """Called by the call stage right before the final bytes of the answer go out."""
+        self.gov.finish(ctx, self)
+
+
+class Governance:
+    def __init__(self, gw: "Gateway") -> None:
+        self.gw = gw
+        s = gw.settings
+        opts = s.governance
+        self.store: Any = getattr(gw, "store", None)
+        self.catalog = policy.ModelCatalog(gw.groups)
+        self.master_hash = hash_key(s.master_key) if s.master_key else None
+        self.cache_ttl = float(opts.get("key_cache_ttl", 5))
+        self.keys: TTLCache[Principal] = TTLCache(self._load_principal, self.cache_ttl)
+        self.customers: TTLCache[Entity] = TTLCache(self._load_customer, self.cache_ttl)
+        self.prefix = str(opts.get("redis_key_prefix", "lockgate:"))
+        self.channel = self.prefix + "invalidate"
+        self.lease = float(opts.get("parallel_slot_lease", s.request_timeout + 60))
+        self.reset_interval = float(opts.get("budget_reset_interval", 10))
+        self.counters: Any = LocalCounters()
+        self.writer: Any = None
+        self.prices: dict[str, Price] = {dep.id: price_for(dep) for dep in s.deployments}
+        self.group_limits: dict[str, list[tuple[str, int]]] = _group_limits(gw.groups)
+        self.proxy: Limits | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._pubsub: Any = None
+
+    @property
+    def enabled(self) -> bool:
+        """Virtual keys, budgets and spend logs need a store and a master key."""
+        return self.store is not None and self.master_hash is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.store = getattr(self.gw, "store", None)
+        s = self.gw.settings
+        if s.redis_url:
+            counters = RedisCounters(s.redis_url, self.prefix)
+            await counters.ping()  # fail at start, not on the first request
+            self.counters = counters
+            self._tasks.append(asyncio.get_running_loop().create_task(self._subscribe(), name="lockgate-invalidate"))
+        if self.store is None:
+            return
+        if hasattr(self.store, "proxy_budget"):
+            self.proxy = await self.store.proxy_budget()
+        from ..state.spend_writer import SpendWriter
+
+        opts = s.governance
+        self.writer = SpendWriter(
+            self.store,
+            journal_dir(s),
+            interval=float(opts.get("spend_batch_interval_ms", 100)) / 1000,
+            batch_size=int(opts.get("spend_batch_size", 500)),
+            rotate_bytes=int(opts.get("spend_journal_rotate_mb", 8) * 1024 * 1024),
+        )
+        await self.writer.replay()
+        self.writer.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._reset_budgets(), name="lockgate-budgets"))
+        self.gw.change_listeners.append(self.on_change)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self.writer is not None:
+            await self.writer.close()
+        await self.counters.close()
+
+    # ------------------------------------------------------------------ invalidation
+
+    async def on_change(self, kind: str, ident: str) -> None:
+        """A management change: drop cached principals here and, through Redis, everywhere."""
+        self.invalidate(kind, ident)
+        if isinstance(self.counters, RedisCounters):
+            try:
+                await self.counters.client.publish(self.channel, f"{kind}:{ident}")
+            except Exception as exc:  # noqa: BLE001 - the TTL still bounds staleness
+                log.warning("could not publish an invalidation (%s)", type(exc).__name__)
+
+    def invalidate(self, kind: str, ident: str | None = None) -> None:
+        if kind == "customer":
+            self.customers.invalidate(ident)
+        elif kind == "key" and ident and len(ident) == 64:
+            self.keys.invalidate(ident)
+        else:  # a user / team / organization change touches every key under it: drop them all
+            self.keys.invalidate()
+            self.customers.invalidate()
+
+    async def _subscribe(self) -> None:
+        assert isinstance(self.counters, RedisCounters)
+        delay = 0.1
+        while True:
+            pubsub = self.counters.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.keys.invalidate()  # whatever was missed while (re)connecting
+                self.customers.invalidate()
+                delay = 0.1
+                async for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        kind, _, ident = data.decode().partition(":")
+                        self.invalidate(kind, ident or None)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                log.warning("invalidation channel lost (%s); reconnecting", type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+
+    async def _reset_budgets(self) -> None:
+        while True:
+            await asyncio.sleep(self.reset_interval)
+            try:
+                await self.store.reset_due_budgets(datetime.now(UTC))
+                if hasattr(self.store, "proxy_budget"):
+                    self.proxy = await self.store.proxy_budget()
+                self.keys.invalidate()  # new budget_reset_at values -> new running-spend counters
+                self.customers.invalidate()
+                if isinstance(self.counters, LocalCounters):
+                    self.counters.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                log.warning("budget reset failed (%s)", type(exc).__name__)
+
+    async def _load_principal(self, token_hash: str) -> Principal | None:
+        return await self.store.principal_for_key(token_hash)
+
+    async def _load_customer(self, end_user: str) -> Entity | None:
+        return await self.store.customer(end_user)
+
+    # ------------------------------------------------------------------ authenticate
+
+    async def authenticate(self, ctx: "RequestContext", key: str) -> None:
+        """``key`` is not the master key: resolve it as a virtual key."""
+        if not self.enabled:
+            raise AuthenticationError("invalid API key")
+        token_hash = hash_key(key)
+        principal = await self.keys.get(token_hash)
+        if principal is None or not hmac.compare_digest(principal.key.token_hash, token_hash):
+            raise AuthenticationError("invalid API key")
+        ctx.principal = principal
+
+    # ------------------------------------------------------------------ authorize
+
+    async def authorize(self, ctx: "RequestContext") -> None:
+        p = ctx.principal
+        if isinstance(p, Principal):
+            policy.check_key_state(p, datetime.now(UTC))
+            policy.check_route(p, ctx.route)
+            policy.check_model(p, self.catalog, ctx.model)
+            policy.check_ip(p, ctx.client_ip)
+        end_user = ctx.body.get("user")
+        if isinstance(end_user, str) and end_user and self.store is not None:
+            customer = await self.customers.get(end_user)
+            policy.check_customer(customer, end_user)
+
+    # ------------------------------------------------------------------ admit
+
+    async def admit(self, ctx: "RequestContext") -> None:
+        grant = Grant(self)
+        ctx.grant = grant
+        items = self._items(ctx, grant)
+        if not items:
+            return
+        grant.items = items
+        adm = await self.counters.admit(items, ctx.request_id, self.lease)
+        grant.admission = adm
+        if isinstance(ctx.principal, Principal):
+            ctx.response_headers.extend(_ratelimit_headers(items, adm))
+        if adm.ok:
+            return
+        grant.settled = True  # nothing was taken: nothing to give back
+        item = items[adm.failed]
+        if item.kind == BUDGET_KIND:
+            raise BudgetExceeded(
+                f"{item.label} exceeded: spend {adm.values[adm.failed]:.6g} >= max_budget {item.limit:.6g}"
+            )
+        retry = max(1, math.ceil(adm.reset)) if item.kind == WINDOW_KIND else 1
+        what = "parallel request limit" if item.kind == PARALLEL_KIND else "limit"
+        raise RateLimited(
+            f"{item.label} exceeded ({what}: {item.limit:g})",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(retry)},
+        )
+
+    def _items(self, ctx: "RequestContext", grant: Grant) -> list[Item]:
+        items: list[Item] = []
+        model = ctx.model
+        p = ctx.principal
+        now = time()
+        tokens_needed = False
+        if isinstance(p, Principal):
+            key = p.key
+            kid = "k:" + key.token_hash
+            tokens_needed |= _limit_items(items, kid, "key", key.limits)
+            rpm = key.model_rpm_limit.get(model)
+            if rpm is not None:
+                items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:rpm", rpm, 1, f"key rpm limit for model {model}", "requests"))
+            tpm = key.model_tpm_limit.get(model)
+            if tpm is not None:
+                items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:tpm", tpm, 0, f"key tpm limit for model {model}", "tokens"))
+                tokens_needed = True
+            if _budget_item(items, kid, "key budget", key.limits, key.limits.spend, now):
+                grant.key_budget_index = len(items) - 1
+            mb = key.model_max_budget.get(model)
+            if mb is not None:
+                mlim = Limits(max_budget=mb, budget_duration=key.limits.budget_duration,
+                              budget_reset_at=key.limits.budget_reset_at)
+                _budget_item(items, f"{kid}:m:{model}", f"key budget for model {model}", mlim,
+                             key.model_spend.get(model, 0.0), now)
+            for label, ent in (("user", p.user), ("team", p.team), ("organization", p.organization)):
+                if ent is not None:
+                    eid = f"{label[0]}:{ent.id}"
+                    tokens_needed |= _limit_items(items, eid, label, ent.limits)
+                    _budget_item(items, eid, f"{label} budget", ent.limits, ent.limits.spend, now)
+        end_user = ctx.body.get("user")
+        if isinstance(end_user, str) and end_user and self.store is not None:
+            customer = self.customers._entries.get(end_user)  # loaded by authorize
+            ent = customer[1] if customer is not None else None
+            if ent is not None:
+                cid = "c:" + end_user
+                tokens_needed |= _limit_items(items, cid, "end user", ent.limits)
+                _budget_item(items, cid, "end user budget", ent.limits, ent.limits.spend, now)
+        proxy = self.proxy
+        if proxy is not None and proxy.max_budget is not None:
+            _budget_item(items, "proxy", "proxy budget", proxy, proxy.spend, now)
+        for kind, limit in self.group_limits.get(model, ()):
+            if kind == "rpm":
+                items.append(Item(WINDOW_KIND, f"g:{model}:rpm", limit, 1, f"deployment rpm limit of model {model}"))
+            else:
+                items.append(Item(WINDOW_KIND, f"g:{model}:tpm", limit, 0, f"deployment tpm limit of model {model}",
+                                  "tokens"))
+                tokens_needed = True
+        if tokens_needed:
+            grant.estimate = estimate_tokens(ctx.body)
+            for it in items:
+                if it.header == "tokens":
+                    it.amount = grant.estimate
+        return items
+
+    # ------------------------------------------------------------------ finish / account
+
+    def finish(self, ctx: "RequestContext", grant: Grant) -> None:
+        """Cost -> SpendRecord -> journal.  Runs once, before the answer's last bytes are sent."""
+        if grant.journaled:
+            return
+        grant.journaled = True
+        dep = ctx.deployment
+        if dep is None or ctx.route in NO_COST_ROUTES:
+            return
+        usage = ctx.usage
+        price = self.prices.get(dep.id)
+        if price is None:
+            price = self.prices[dep.id] = price_for(dep)
+        cost = price.cost(usage) if usage else 0.0
+        grant.cost = cost
+        if not ctx.stream:
+            ctx.response_headers.append((b"x-lockgate-response-cost", repr(cost).encode()))
+            spend = self._key_spend(ctx, grant)
+            if spend is not None:
+                ctx.response_headers.append((b"x-lockgate-key-spend", repr(spend + cost).encode()))
+        if self.writer is None:
+            return
+        p = ctx.principal
+        principal = p if isinstance(p, Principal) else None
+        key = principal.key if principal else None
+        usage = usage or {}
+        details = usage.get("prompt_tokens_details")
+        end = datetime.now(UTC)
+        end_user = ctx.body.get("user")
+        self.writer.append(SpendRecord(
+            request_id=ctx.request_id,
+            api_key=key.token_hash if key else self.master_hash,
+            user_id=key.user_id if key else None,
+            team_id=key.team_id if key else None,
+            organization_id=(key.organization_id or (principal.organization.id if principal.organization else None))
+            if key else None,
+            end_user=end_user if isinstance(end_user, str) and end_user else None,
+            model_group=ctx.model,
+            model=dep.model,
+            deployment_id=dep.id,
+            provider=ctx.provider.name if ctx.provider else dep.provider,
+            route=ctx.route,
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+            cached_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            spend=cost,
+            status=ctx.status or 500,
+            start_time=datetime.fromtimestamp(end.timestamp() - (perf_counter() - ctx.started), UTC),
+            end_time=end,
+            metadata={"stream": ctx.stream, "key_alias": key.key_alias} if key else {"stream": ctx.stream},
+        ))
+
+    def _key_spend(self, ctx: "RequestContext", grant: Grant) -> float | None:
+        p = ctx.principal
+        if not isinstance(p, Principal):
+            return None
+        if grant.key_budget_index >= 0 and grant.admission is not None:
+            return grant.admission.values[grant.key_budget_index]
+        return p.key.limits.spend
+
+    async def account(self, ctx: "RequestContext") -> None:
+        """After the request (answer sent, failed or client gone): journal if not yet, settle counters once."""
+        grant = ctx.grant
+        if grant is None:
+            return
+        if not grant.journaled:
+            self.finish(ctx, grant)
+        if grant.settled or not grant.items or grant.admission is None:
+            return
+        grant.settled = True  # before the await: release happens exactly once
+        usage = ctx.usage or {}
+        actual = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+        try:
+            await self.counters.settle(grant.items, grant.admission, ctx.request_id, actual - grant.estimate, grant.cost)
+        except Exception as exc:  # noqa: BLE001 - slots expire with their lease; spend reloads from the store
+            log.warning("could not settle counters for request %s (%s)", ctx.request_id, type(exc).__name__)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """Reservation before the call: prompt characters / 4 + the requested output ceiling."""
+    prompt = body.get("messages") or body.get("input") or body.get("prompt") or ""
+    chars = len(orjson.dumps(prompt))
+    if body.get("system"):
+        chars += len(orjson.dumps(body["system"]))
+    out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+    return chars // 4 + (out if isinstance(out, int) else 0)
+
+
+def _limit_items(items: list[Item], eid: str, label: str, limits: Limits) -> bool:
+    tokens = False
+    if limits.rpm_limit is not None:
+        items.append(Item(WINDOW_KIND, eid + ":rpm", limits.rpm_limit, 1, f"{label} rpm limit", "requests"))
+    if limits.tpm_limit is not None:
+        items.append(Item(WINDOW_KIND, eid + ":tpm", limits.tpm_limit, 0, f"{label} tpm limit", "tokens"))
+        tokens = True
+    if limits.max_parallel_requests is not None:
+        items.append(Item(PARALLEL_KIND, eid + ":par", limits.max_parallel_requests, 0,
+                          f"{label} parallel request limit"))
+    return tokens
+
+
+def _budget_item(items: list[Item], eid: str, label: str, limits: Limits, spend: float, now: float) -> bool:
+    if limits.max_budget is None:
+        return False
+    reset = limits.budget_reset_at
+    if reset is None:
+        period = "0"
+    else:
+        at = reset.timestamp() if reset.tzinfo else reset.replace(tzinfo=UTC).timestamp()
+        if at <= now and limits.budget_duration:
+            # due but not reset in storage yet: this is already the next period, starting from 0
+            from ..state import durations
+
+            aware = reset if reset.tzinfo else reset.replace(tzinfo=UTC)
+            at = durations.next_reset_after(aware, limits.budget_duration, datetime.fromtimestamp(now, UTC)).timestamp()
+            spend = 0.0
+        period = str(int(at))
+    items.append(Item(BUDGET_KIND, f"{eid}:spend:{period}", limits.max_budget, spend, label))
+    return True
+
+
+def _group_limits(groups: dict[str, list[Any]]) -> dict[str, list[tuple[str, int]]]:
+    """A model group whose every deployment sets rpm (tpm) admits at most their sum per minute."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for name, deps in groups.items():
+        limits = []
+        if deps and all(d.rpm for d in deps):
+            limits.append(("rpm", sum(int(d.rpm) for d in deps)))
+        if deps and all(d.tpm for d in deps):
+            limits.append(("tpm", sum(int(d.tpm) for d in deps)))
+        if limits:
+            out[name] = limits
+    return out
+
+
+def _ratelimit_headers(items: list[Item], adm: Admission) -> list[tuple[bytes, bytes]]:
+    best: dict[str, tuple[float, float]] = {}
+    for i, it in enumerate(items):
+        if it.header is None:
+            continue
+        remaining = max(0.0, it.limit - adm.values[i])
+        current = best.get(it.header)
+        if current is None or remaining < current[1]:
+            best[it.header] = (it.limit, remaining)
+    reset = b"%ds" % max(1, math.ceil(adm.reset))
+    out = []
+    for header, (limit, remaining) in best.items():
+        h = header.encode()
+        out += [
+            (b"x-ratelimit-limit-" + h, b"%d" % limit),
+            (b"x-ratelimit-remaining-" + h, b"%d" % remaining),
+            (b"x-ratelimit-reset-" + h, reset),
+        ]
+    return out
+
+
+def journal_dir(settings: Any) -> Path:
+    opts = settings.governance
+    if opts.get("spend_journal_dir"):
+        return Path(opts["spend_journal_dir"])
+    base = settings.source.parent if getattr(settings, "source", None) else Path(os.getcwd())
+    return base / "lockgate-journal"

@@ -1,0 +1,115 @@
+"""Raw ASGI plumbing: read a body, send a JSON answer, stream events.
+
+The proxy routes stay on raw ASGI (no framework): it is the cheapest path
+under uvicorn, measured in docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from .errors import LockgateError
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+JSON = (b"content-type", b"application/json")
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class BodyTooLarge(LockgateError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], content_type: tuple[bytes, bytes] = JSON
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [content_type, *headers]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def stream_events(
+    send: Send,
+    receive: Receive,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    events: AsyncIterator[bytes],
+    before_end: Callable[[], None] | None = None,
+) -> bool:
+    """Send ``events`` as they come; stop at once when the client goes away.
+
+    Returns False when the client disconnected.  The event iterator is closed
+    in every case, which closes the upstream request behind it.
+    """
+    await send({"type": "http.response.start", "status": status, "headers": [*SSE_HEADERS, *headers]})
+    state = _StreamState(asyncio.current_task())
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher.add_done_callback(state.client_left)
+    try:
+        async for data in events:
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        state.done = True
+        if before_end is not None:
+            before_end()  # e.g. the spend journal: written before the client sees the end
+        await send({"type": "http.response.body", "body": b""})
+        return True
+    except asyncio.CancelledError:
+        if not state.disconnected:
+            raise
+        state.task.uncancel()  # our own cancellation: the client went away
+        return False
+    finally:
+        state.done = True
+        watcher.cancel()
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+class _StreamState:
+    """Cancels the streaming task when the client disconnects (one watcher task, no polling)."""
+
+    __slots__ = ("task", "done", "disconnected")
+
+    def __init__(self, task: "asyncio.Task[Any] | None") -> None:
+        assert task is not None
+        self.task = task
+        self.done = False
+        self.disconnected = False
+
+    def client_left(self, watcher: "asyncio.Future[None]") -> None:
+        if not self.done and not watcher.cancelled():
+            self.disconnected = True
+            self.task.cancel()
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

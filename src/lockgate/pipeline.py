@@ -1,0 +1,203 @@
+"""One request, in order.  Read this file top to bottom to follow any request.
+
+    authenticate   key -> principal: master key, or a virtual key (governance: cached sha256 lookup)
+    parse          the front door's body: model + stream, required fields
+    authorize      key ∩ user ∩ team ∩ organization: blocked, expiry, routes, models, IPs; end user
+    admit          rate limits, parallel slots, budgets: one counters call (one Redis round trip)
+    route          model name -> model group (rules, aliases, wildcards), client fallbacks
+    pre_request    plugin hooks (guardrails attach here)
+    call           attempts: pick a deployment, forward, retry / fall back, answer in the client's dialect
+    account        usage -> metrics -> access log; spend journaled (before the last bytes, see
+                   governance.Grant.finish), counters settled; post_response / on_error hooks
+
+Each stage is a short function taking the gateway and the request context.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from time import perf_counter
+from typing import Any
+
+import orjson
+
+from . import attempts, tokens
+from .context import RequestContext
+from .errors import AuthenticationError, BadRequest, LockgateError
+from .gateway import Gateway
+from .http import Receive, Send, send_bytes
+
+log = logging.getLogger("lockgate")
+
+# route -> required top-level fields and their JSON types (Gemini routes take the model from the URL)
+REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {
+    "chat": (("model", str, "a string"), ("messages", list, "an array")),
+    "messages": (("model", str, "a string"), ("messages", list, "an array"), ("max_tokens", int, "an integer")),
+    "count_tokens": (("model", str, "a string"), ("messages", list, "an array")),
+    "embeddings": (("model", str, "a string"),),
+    "responses": (("model", str, "a string"), ("input", (str, list), "a string or an array")),
+    "completions": (("model", str, "a string"), ("prompt", (str, list), "a string or an array of strings")),
+    "generate": (("contents", list, "an array"),),
+    "gemini_count_tokens": (),
+}
+
+
+async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, receive: Receive) -> None:
+    try:
+        await authenticate(gw, ctx)
+        parse(ctx, raw_body)
+        await authorize(gw, ctx)
+        await admit(gw, ctx)
+        route(gw, ctx)
+        for hook in gw.hooks.pre_request:
+            await hook(gw, ctx)
+        await attempts.call(gw, ctx, send, receive)
+    except LockgateError as err:
+        await respond_error(gw, ctx, send, err)
+    except Exception as exc:  # never a bare 500 with a traceback to the client
+        log.exception("request %s failed: %s", ctx.request_id, type(exc).__name__)
+        await respond_error(gw, ctx, send, LockgateError(f"internal error (request {ctx.request_id})"))
+    finally:
+        await account(gw, ctx)
+
+
+def presented_key(headers: dict[str, str]) -> str | None:
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else auth.strip()
+    return headers.get("x-api-key") or headers.get("api-key") or headers.get("x-goog-api-key")
+
+
+async def authenticate(gw: Gateway, ctx: RequestContext) -> None:
+    master = gw.settings.master_key
+    if master is None:
+        ctx.principal = "anonymous"
+        return
+    key = presented_key(ctx.headers)
+    if not key:
+        raise AuthenticationError("no API key: send Authorization: Bearer <key>, x-api-key, api-key or x-goog-api-key")
+    if hmac.compare_digest(key.encode(), master.encode()):
+        ctx.principal = "master"
+    elif gw.governance is not None:
+        await gw.governance.authenticate(ctx, key)  # a virtual key, else 401
+    else:
+        raise AuthenticationError("invalid API key")
+
+
+def parse(ctx: RequestContext, raw_body: bytes) -> None:
+    try:
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc.args[0]}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    for name, kind, label in REQUIRED[ctx.route]:
+        value = body.get(name)
+        if value is None:
+            raise BadRequest(f"missing required field '{name}'", param=name)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is str and not value):
+            raise BadRequest(f"field '{name}' must be {label}", param=name)
+    if ctx.route == "embeddings" and body.get("input") in (None, "", []):
+        raise BadRequest("missing required field 'input'", param="input")
+    if ctx.route in ("chat", "messages") and not body["messages"]:
+        raise BadRequest("field 'messages' must not be empty", param="messages")
+    ctx.body = body
+    ctx.model = ctx.model or body["model"]  # set already when the route carries it (Gemini)
+    ctx.stream = ctx.stream or (body.get("stream") is True and ctx.route in ("chat", "messages", "responses", "completions"))
+
+
+async def authorize(gw: Gateway, ctx: RequestContext) -> None:
+    """Effective policy of a virtual key (403 / 401 as docs/endpoints.md says); end user blocked."""
+    if gw.governance is not None:
+        await gw.governance.authorize(ctx)
+
+
+async def admit(gw: Gateway, ctx: RequestContext) -> None:
+    """Rate limits, parallel slots and budgets of every level: 429, x-ratelimit-* headers."""
+    if gw.governance is not None:
+        await gw.governance.admit(ctx)
+
+
+def route(gw: Gateway, ctx: RequestContext) -> None:
+    """Model group (conditional rules, aliases, wildcards) and the client's own fallbacks."""
+    ctx.model_group = gw.router.resolve(ctx)
+    gw.router.deployments(ctx.model_group)  # unknown model: 404 before any attempt
+    fallbacks = ctx.body.pop("fallbacks", None)
+    if fallbacks is not None:
+        if not isinstance(fallbacks, list) or not all(isinstance(f, str) for f in fallbacks):
+            raise BadRequest("field 'fallbacks' must be an array of model names", param="fallbacks")
+        ctx.request_fallbacks = fallbacks
+
+
+async def respond_error(gw: Gateway, ctx: RequestContext, send: Send, err: LockgateError) -> None:
+    ctx.error_kind = err.kind
+    if ctx.status:  # the answer had already started (a stream): nothing more to send
+        return
+    ctx.status = err.status
+    raw = getattr(err, "raw", None)
+    if raw is not None and getattr(err, "raw_dialect", None) is ctx.dialect:
+        body = raw  # same dialect: the provider's own error body, as it sent it
+    else:
+        body = orjson.dumps(ctx.dialect.error_body(err))
+    headers = list(ctx.response_headers)
+    headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    headers += common_headers(ctx)
+    await send_bytes(send, err.status, body, headers)
+
+
+def common_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"x-request-id", ctx.request_id.encode()),
+        (b"x-lockgate-overhead-ms", b"%.3f" % ctx.overhead_ms()),
+    ]
+    if ctx.deployment is not None:
+        headers.append((b"x-lockgate-deployment", ctx.deployment.id.encode()))
+    if ctx.retries or ctx.fallbacks:
+        headers.append((b"x-lockgate-retries", str(ctx.retries).encode()))
+        headers.append((b"x-lockgate-fallbacks", str(ctx.fallbacks).encode()))
+    return headers
+
+
+async def account(gw: Gateway, ctx: RequestContext) -> None:
+    m = gw.metrics
+    provider = ctx.provider.name if ctx.provider else "none"
+    model = ctx.model if ctx.deployment else "unknown"
+    total = perf_counter() - ctx.started
+    ttft = ctx.first_token_at - ctx.started if ctx.first_token_at is not None else None
+    m.observe_request(model, provider, ctx.status, total, ctx.upstream_seconds, ttft)
+    if gw.governance is not None:
+        await gw.governance.account(ctx)  # spend journaled (if not yet), counters settled, slots released
+    if ctx.usage is None and ctx.status == 200 and ctx.deployment is not None and ctx.route in tokens.ROUTES:
+        # rare (the provider reported no usage): counted in a thread, after the slots were released
+        ctx.usage = await tokens.estimate_missing_usage(ctx.body, ctx.deployment.model)
+    usage = ctx.usage or {}
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    m.observe_tokens(model, prompt, completion, ctx.error_kind)
+    record = _access_record(ctx, provider, total, prompt, completion)
+    if ctx.grant is not None:
+        record["cost"] = ctx.grant.cost
+    gw.access_log.write(record)
+    for hook in gw.hooks.on_error if ctx.error_kind else gw.hooks.post_response:
+        await hook(gw, ctx)
+
+
+def _access_record(ctx: RequestContext, provider: str, total: float, prompt: int, completion: int) -> dict[str, Any]:
+    return {
+        "request_id": ctx.request_id,
+        "route": ctx.route,
+        "model": ctx.model or None,
+        "provider": provider,
+        "deployment": ctx.deployment.id if ctx.deployment else None,
+        "status": ctx.status,
+        "stream": ctx.stream,
+        "passthrough": ctx.passthrough,
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "latency_ms": round(total * 1000, 3),
+        "upstream_ms": round(ctx.upstream_seconds * 1000, 3),
+        "overhead_ms": round(max(0.0, total - ctx.upstream_seconds) * 1000, 3),
+        "ttft_ms": round((ctx.first_token_at - ctx.started) * 1000, 3) if ctx.first_token_at else None,
+        "error": ctx.error_kind,
+    }

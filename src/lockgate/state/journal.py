@@ -1,0 +1,152 @@
+"""The spend journal: every SpendRecord appended to a local file before the answer ends.
+
+Layout: a directory holding ``spend-<n>.jsonl`` (one JSON record a line) and
+``spend-<n>.ckpt`` (the byte offset up to which records were applied to the
+database).  Each gateway process owns one journal, found by taking an exclusive
+``flock`` on the first free ``n`` (so ``--workers N`` and several gateways on
+one machine never share a file); the lock dies with the process, so at start a
+process can also claim and replay the journals of processes that died.
+
+Appends are one ``os.write`` on an ``O_APPEND`` descriptor, no fsync: the page
+cache survives ``kill -9`` of the gateway (not a power cut).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..governance.types import SpendRecord
+
+_DT_FIELDS = ("start_time", "end_time")
+
+
+def encode(record: SpendRecord) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def decode(line: bytes) -> SpendRecord:
+    data: dict[str, Any] = orjson.loads(line)
+    for name in _DT_FIELDS:
+        data[name] = datetime.fromisoformat(data[name])
+    return SpendRecord(**data)
+
+
+class Journal:
+    """One process's journal file plus its checkpoint."""
+
+    def __init__(self, directory: Path, index: int, lock_fd: int) -> None:
+        self.directory = directory
+        self.index = index
+        self.path = directory / f"spend-{index}.jsonl"
+        self.ckpt_path = directory / f"spend-{index}.ckpt"
+        self._lock_fd = lock_fd
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        self.applied = min(read_checkpoint(self.ckpt_path), self.size)
+
+    # -- hot path
+    def append(self, record: SpendRecord) -> None:
+        data = encode(record)
+        os.write(self.fd, data)
+        self.size += len(data)
+
+    # -- writer side
+    def pending(self, limit_bytes: int = 1 << 20) -> tuple[list[SpendRecord], int]:
+        """Records written but not applied yet (at most ~limit_bytes), and the offset after them."""
+        if self.applied >= self.size:
+            return [], self.applied
+        with open(self.path, "rb") as f:
+            f.seek(self.applied)
+            chunk = f.read(min(self.size - self.applied, limit_bytes))
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return [], self.applied
+        records = list(_parse(chunk[: end + 1]))
+        return records, self.applied + end + 1
+
+    def checkpoint(self, offset: int) -> None:
+        self.applied = offset
+        write_checkpoint(self.ckpt_path, offset)
+
+    def rotate_if_done(self, min_bytes: int) -> bool:
+        """Truncate the journal once every record in it was applied (and it is big enough)."""
+        if self.applied < self.size or self.size < min_bytes:
+            return False
+        os.ftruncate(self.fd, 0)
+        self.size = 0
+        self.checkpoint(0)
+        return True
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self._lock_fd)
+
+
+def _parse(chunk: bytes) -> Iterator[SpendRecord]:
+    for line in chunk.split(b"\n"):
+        if line.strip():
+            try:
+                yield decode(line)
+            except (orjson.JSONDecodeError, TypeError, ValueError, KeyError):
+                continue  # a torn line (crash mid-write): skipped, never fatal
+
+
+def read_checkpoint(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def write_checkpoint(path: Path, offset: int) -> None:
+    tmp = path.with_suffix(".ckpt.tmp")
+    tmp.write_text(str(offset))
+    os.replace(tmp, path)
+
+
+def _try_lock(directory: Path, index: int) -> int | None:
+    fd = os.open(directory / f"spend-{index}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def open_journal(directory: Path) -> Journal:
+    """Claim the first journal no live process holds."""
+    directory.mkdir(parents=True, exist_ok=True)
+    index = 0
+    while True:
+        fd = _try_lock(directory, index)
+        if fd is not None:
+            return Journal(directory, index, fd)
+        index += 1
+
+
+def orphans(directory: Path, own: int) -> Iterator[Journal]:
+    """Journals left by dead processes (unlocked, with unapplied records): claimed one by one."""
+    for path in sorted(directory.glob("spend-*.jsonl")):
+        try:
+            index = int(path.stem.split("-", 1)[1])
+        except ValueError:
+            continue
+        if index == own:
+            continue
+        fd = _try_lock(directory, index)
+        if fd is None:
+            continue
+        journal = Journal(directory, index, fd)
+        if journal.applied >= journal.size:
+            journal.close()
+            continue
+        yield journal

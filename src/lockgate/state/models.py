@@ -1,0 +1,177 @@
+"""The tables (SQLAlchemy 2 typed declarative).  Changing one means adding an Alembic revision under
+``migrations/versions``; ``tests/test_store.py`` checks that the migrations match these models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, MetaData, String, Text, TypeDecorator, false
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC on every backend, returned timezone-aware (UTC)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class LimitsMixin:
+    """Budget and rate-limit columns shared by every level (the fields of ``governance.types.Limits``)."""
+
+    max_budget: Mapped[float | None] = mapped_column(Float)
+    budget_duration: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None]
+    spend: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    max_parallel_requests: Mapped[int | None] = mapped_column(Integer)
+    models: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class Organization(LimitsMixin, Base):
+    __tablename__ = "organizations"
+    organization_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    organization_alias: Mapped[str | None] = mapped_column(String(255))
+
+
+class Team(LimitsMixin, Base):
+    __tablename__ = "teams"
+    team_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    team_alias: Mapped[str | None] = mapped_column(String(255))
+    organization_id: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+class TeamMember(Base):
+    __tablename__ = "team_members"
+    team_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(32), default="member")  # "admin" | "member"
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class User(LimitsMixin, Base):
+    __tablename__ = "users"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_email: Mapped[str | None] = mapped_column(String(255))
+    user_alias: Mapped[str | None] = mapped_column(String(255))
+    user_role: Mapped[str | None] = mapped_column(String(32))
+    organization_id: Mapped[str | None] = mapped_column(String(255), index=True)
+
+
+class Key(LimitsMixin, Base):
+    __tablename__ = "keys"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the raw key
+    key_name: Mapped[str] = mapped_column(String(32))  # masked: sk-...abcd
+    key_alias: Mapped[str | None] = mapped_column(String(255), index=True)
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    organization_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    model_max_budget: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_rpm_limit: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    model_tpm_limit: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    allowed_routes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    allowed_ips: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    expires: Mapped[datetime | None]
+
+
+class KeyModelSpend(Base):
+    __tablename__ = "key_model_spend"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spend: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class Customer(LimitsMixin, Base):
+    """End users: the ``user`` field of model requests."""
+
+    __tablename__ = "customers"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alias: Mapped[str | None] = mapped_column(String(255))
+
+
+class SpendLog(Base):
+    __tablename__ = "spend_logs"
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    api_key: Mapped[str | None] = mapped_column(String(64), index=True)  # token hash
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    team_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    organization_id: Mapped[str | None] = mapped_column(String(255))
+    end_user: Mapped[str | None] = mapped_column(String(255))
+    model_group: Mapped[str] = mapped_column(String(255), index=True)
+    model: Mapped[str | None] = mapped_column(String(255))
+    deployment_id: Mapped[str | None] = mapped_column(String(255))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    route: Mapped[str] = mapped_column(String(64))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    spend: Mapped[float] = mapped_column(Float, default=0.0)
+    status: Mapped[int] = mapped_column(Integer)
+    start_time: Mapped[datetime] = mapped_column(index=True)
+    end_time: Mapped[datetime]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_logs"
+    __table_args__ = (Index("ix_audit_logs_table_object", "table_name", "object_id"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    changed_by: Mapped[str] = mapped_column(String(255), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # created | updated | deleted | blocked | ...
+    table_name: Mapped[str] = mapped_column(String(64))
+    object_id: Mapped[str] = mapped_column(String(255))
+    before_value: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=_now, index=True)
+
+
+class ProxyBudget(Base):
+    """One row (id 1): the global budget of ``general_settings.max_budget`` / ``budget_duration``."""
+
+    __tablename__ = "proxy_budget"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    max_budget: Mapped[float | None] = mapped_column(Float)
+    budget_duration: Mapped[str | None] = mapped_column(String(16))
+    budget_reset_at: Mapped[datetime | None]
+    spend: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+ENTITY_TABLES = {"organization": Organization, "team": Team, "user": User, "customer": Customer, "key": Key}

@@ -1,0 +1,131 @@
+"""The batched spend writer: journal -> ``store.apply_spend(batch)``, off the request path.
+
+It reads what the journal holds past its checkpoint (the journal is the queue:
+memory stays bounded during a database outage), applies it in batches every
+``interval`` seconds (sooner once ``batch_size`` records are waiting), then
+advances the checkpoint.  ``apply_spend`` ignores request ids it already has,
+so re-applying after a crash between apply and checkpoint never double counts.
+A failing database only delays writes: retried with exponential backoff (up to
+``max_backoff`` seconds) while the journal keeps growing; once everything is
+applied the journal is truncated (rotated) when it exceeds ``rotate_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from .journal import Journal, open_journal, orphans
+
+log = logging.getLogger("lockgate.spend")
+
+
+class SpendWriter:
+    def __init__(
+        self,
+        store: Any,
+        directory: Path,
+        *,
+        interval: float = 0.1,
+        batch_size: int = 500,
+        rotate_bytes: int = 8 << 20,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.interval = interval
+        self.batch_size = batch_size
+        self.rotate_bytes = rotate_bytes
+        self.max_backoff = max_backoff
+        self.journal: Journal = open_journal(directory)
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._pending_count = 0
+        self.applied_total = 0
+        self.failures = 0
+
+    # -- start-up: replay what earlier (crashed) processes left
+    async def replay(self) -> int:
+        total = await self._drain(self.journal)
+        for orphan in orphans(self.directory, self.journal.index):
+            try:
+                total += await self._drain(orphan)
+                orphan.rotate_if_done(0)
+            finally:
+                orphan.close()
+        if total:
+            log.info("spend journal: replayed %d record(s) not yet in the database", total)
+        return total
+
+    async def _drain(self, journal: Journal) -> int:
+        total = 0
+        while True:
+            records, end = journal.pending()
+            if not records:
+                if end > journal.applied:
+                    journal.checkpoint(end)
+                return total
+            for i in range(0, len(records), self.batch_size):
+                total += await self.store.apply_spend(records[i : i + self.batch_size])
+            journal.checkpoint(end)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="lockgate-spend-writer")
+
+    # -- hot path
+    def append(self, record: Any) -> None:
+        self.journal.append(record)
+        self._pending_count += 1
+        if self._pending_count >= self.batch_size:
+            self._wake.set()
+
+    # -- background
+    async def _run(self) -> None:
+        backoff = self.interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.flush_once()
+                backoff = self.interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a database outage only delays writes
+                self.failures += 1
+                backoff = min(backoff * 2, self.max_backoff)
+                log.warning("spend writer: database write failed (%s); retrying in %.1f s", type(exc).__name__, backoff)
+                await asyncio.sleep(backoff)
+
+    async def flush_once(self) -> int:
+        """Apply everything journaled so far (in batches); returns records applied."""
+        done = 0
+        while True:
+            records, end = self.journal.pending()
+            if not records:
+                break
+            for i in range(0, len(records), self.batch_size):
+                await self.store.apply_spend(records[i : i + self.batch_size])
+            self.journal.checkpoint(end)
+            done += len(records)
+        self._pending_count = 0
+        self.applied_total += done
+        self.journal.rotate_if_done(self.rotate_bytes)
+        return done
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        try:
+            await asyncio.wait_for(self.flush_once(), 5)
+        except Exception as exc:  # noqa: BLE001 - kept in the journal, replayed at next start
+            log.warning("spend writer: final flush failed (%s); records stay in the journal", type(exc).__name__)
+        self.journal.close()

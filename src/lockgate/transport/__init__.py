@@ -1,0 +1,1 @@
+"""Upstream HTTP: the pooled client, SSE framing and timeouts."""

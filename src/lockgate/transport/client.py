@@ -1,0 +1,126 @@
+"""The pooled upstream HTTP client (pyreqwest: Rust hyper under a thin binding).
+
+One ``Upstream`` per gateway process.  It maps transport failures to the
+gateway's errors (unreachable -> 502, timed out -> 504) so nothing above it
+sees a pyreqwest exception.  Streams are read chunk by chunk as they arrive
+(``streamed_read_buffer_limit(1)``: no 64 KB batching) and closing the
+``UpstreamStream`` closes the upstream connection at once.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import AsyncIterator
+
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
+
+from ..errors import UpstreamTimeout, UpstreamUnreachable
+
+
+class UpstreamReply:
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class UpstreamStream:
+    __slots__ = ("status", "headers", "_reader")
+
+    def __init__(self, status: int, headers: dict[str, str], reader) -> None:  # noqa: ANN001
+        self.status = status
+        self.headers = headers
+        self._reader = reader
+
+    async def read(self) -> bytes | None:
+        """The next chunk as it arrived, or None at the end of the body."""
+        try:
+            chunk = await self._reader.read_chunk()
+        except PyreqwestError as exc:
+            raise _map(exc) from None
+        return None if chunk is None else chunk.to_bytes()
+
+    async def read_all(self) -> bytes:
+        parts = []
+        while (chunk := await self.read()) is not None:
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+class Upstream:
+    def __init__(self, connect_timeout: float = 10.0, max_connections: int | None = None) -> None:
+        self._connect_timeout = connect_timeout
+        self._max_connections = max_connections
+        self._clients: dict[float | None, Client] = {}
+
+    def _client(self, read_timeout: float | None) -> Client:
+        """One pooled client per stream idle timeout (reqwest sets it per client)."""
+        client = self._clients.get(read_timeout)
+        if client is None:
+            builder = (
+                ClientBuilder()
+                .connect_timeout(timedelta(seconds=self._connect_timeout))
+                .pool_idle_timeout(timedelta(seconds=60))
+                .tcp_nodelay(True)
+                .max_connections(self._max_connections)
+                .gzip(False)
+            )
+            if read_timeout:
+                builder = builder.read_timeout(timedelta(seconds=read_timeout))
+            client = self._clients[read_timeout] = builder.build()
+        return client
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> UpstreamReply:
+        request = (
+            self._client(None).post(url).headers(headers).body_bytes(body)
+            .timeout(timedelta(seconds=timeout)).build()
+        )
+        try:
+            resp = await request.send()
+            data = await resp.bytes()
+        except PyreqwestError as exc:
+            raise _map(exc) from None
+        return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
+
+    async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
+        request = self._client(None).get(url).headers(headers).timeout(timedelta(seconds=timeout)).build()
+        try:
+            resp = await request.send()
+            data = await resp.bytes()
+        except PyreqwestError as exc:
+            raise _map(exc) from None
+        return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
+
+    @asynccontextmanager
+    async def stream(
+        self, url: str, headers: dict[str, str], body: bytes, idle_timeout: float
+    ) -> AsyncIterator[UpstreamStream]:
+        request = (
+            self._client(idle_timeout).post(url).headers(headers).body_bytes(body)
+            .streamed_read_buffer_limit(1).build_streamed()
+        )
+        try:
+            resp = await request.__aenter__()
+        except PyreqwestError as exc:
+            raise _map(exc) from None
+        try:
+            yield UpstreamStream(resp.status, dict(resp.headers.items()), resp.body_reader)
+        finally:
+            await request.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+
+def _map(exc: PyreqwestError) -> Exception:
+    if isinstance(exc, RequestTimeoutError):
+        return UpstreamTimeout("the provider did not answer in time")
+    if isinstance(exc, ConnectError):
+        return UpstreamUnreachable("the provider could not be reached")
+    return UpstreamUnreachable("the connection to the provider failed")
