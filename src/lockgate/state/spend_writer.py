@@ -43,6 +43,13 @@ class SpendWriter:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._pending_count = 0
+        # Records appended since the checkpoint, kept in memory so a flush needs no re-read and
+        # re-decode of the journal; dropped (the journal file is read instead) past ``memory_limit``
+        # records, so memory stays bounded during a database outage.
+        self.memory_limit = 20_000
+        # invariant: when not None, ``_memory`` holds exactly the records in [_memory_start, journal.size)
+        self._memory: list[Any] | None = []
+        self._memory_start = self.journal.size
         self.applied_total = 0
         self.failures = 0
 
@@ -77,6 +84,12 @@ class SpendWriter:
     # -- hot path
     def append(self, record: Any) -> None:
         self.journal.append(record)
+        memory = self._memory
+        if memory is not None:
+            if len(memory) < self.memory_limit:
+                memory.append(record)
+            else:
+                self._memory = None
         self._pending_count += 1
         if self._pending_count >= self.batch_size:
             self._wake.set()
@@ -105,7 +118,7 @@ class SpendWriter:
         """Apply everything journaled so far (in batches); returns records applied."""
         done = 0
         while True:
-            records, end = self.journal.pending()
+            records, end = self._take()
             if not records:
                 break
             for i in range(0, len(records), self.batch_size):
@@ -114,8 +127,21 @@ class SpendWriter:
             done += len(records)
         self._pending_count = 0
         self.applied_total += done
-        self.journal.rotate_if_done(self.rotate_bytes)
+        if self.journal.rotate_if_done(self.rotate_bytes):
+            self._memory_start = 0  # memory was empty (everything applied) and stays valid
         return done
+
+    def _take(self) -> tuple[list[Any], int]:
+        """What to apply next: the in-memory records when they cover the journal, else its file."""
+        journal = self.journal
+        memory = self._memory
+        if memory is not None and self._memory_start == journal.applied:
+            self._memory, self._memory_start = [], journal.size
+            return memory, journal.size
+        records, end = journal.pending()
+        if end >= journal.size:  # caught up with the file: memory takes over again
+            self._memory, self._memory_start = [], journal.size
+        return records, end
 
     async def close(self) -> None:
         if self._task is not None:
