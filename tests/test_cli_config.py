@@ -106,9 +106,16 @@ def test_serve_with_two_workers_aggregates_metrics(tmp_path):
             resp = httpx.post(url + "/v1/chat/completions", headers={"authorization": "Bearer " + MASTER_KEY},
                               json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
             assert resp.json()["choices"][0]["message"]["content"] == "ok"
-        text = httpx.get(url + "/metrics").text
-        line = next(ln for ln in text.splitlines() if ln.startswith('lockgate_requests_total{model="m"'))
-        assert float(line.rsplit(" ", 1)[1]) == 20.0  # both workers' requests, whichever answers /metrics
+        # both workers' requests, whichever answers /metrics: each worker writes its numbers to the
+        # shared files within a second (observations are batched, see observability/metrics.py)
+        deadline = time.monotonic() + 5
+        while True:
+            text = httpx.get(url + "/metrics").text
+            line = next(ln for ln in text.splitlines() if ln.startswith('lockgate_requests_total{model="m"'))
+            if float(line.rsplit(" ", 1)[1]) == 20.0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert float(line.rsplit(" ", 1)[1]) == 20.0
     finally:
         proc.terminate()
         proc.wait(20)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 
 from lockgate.governance.types import SpendRecord
 from lockgate.state import Audit, durations, migrate, open_store
@@ -51,6 +51,19 @@ async def seed(st) -> None:  # noqa: ANN001
                             "team_id": "team-a", "models": ["gpt"], "metadata": {"env": "test"},
                             "model_max_budget": {"gpt": 1.5}, "allowed_ips": ["10.0.0.0/8"],
                             "rpm_limit": 7, "allowed_routes": [], "model_rpm_limit": {}, "model_tpm_limit": {}})
+
+
+def test_head_constant_names_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    assert ScriptDirectory.from_config(migrate.alembic_config()).get_heads() == [migrate.HEAD]
+
+
+async def test_start_up_skips_alembic_at_head(store):
+    assert await migrate.at_head(store.engine)
+    async with store.engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = 'older'"))
+    assert not await migrate.at_head(store.engine)
 
 
 async def test_migrations_create_every_table_and_match_the_models(store):

@@ -6,6 +6,7 @@ path is served with and without the ``/v1`` prefix.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import os
@@ -138,7 +139,8 @@ class App:
         self._settings = settings
         self._config_path = config_path
         self.gateway: Gateway | None = None
-        self.admin: Any = None  # the management API (FastAPI), built in start()
+        self.admin: Any = None  # the management API (FastAPI), built on its first call
+        self._admin_lock: asyncio.Lock | None = None
 
     def start(self) -> Gateway:
         settings = self._settings or config.load(self._config_path or os.environ["LOCKGATE_CONFIG"])
@@ -147,9 +149,6 @@ class App:
         if settings.master_key is None:
             log.warning("no general_settings.master_key: every request is accepted without a key")
         self.gateway = Gateway(settings)
-        from .admin import create_admin_app
-
-        self.admin = create_admin_app(self.gateway)
         gc.collect()
         gc.freeze()  # start-up objects are long-lived: keep them out of collections
         gc.set_threshold(100_000, 50, 100)
@@ -198,10 +197,20 @@ class App:
             await get_model(gw, scope, receive, send, path[len("/models/"):])
         elif method == "POST" and (spec := gemini_door.match(path)):
             await gemini_door.handle(gw, scope, receive, send, *spec)
-        elif admin_routes.handles(path) and self.admin is not None:
-            await self.admin(scope if path == scope["path"] else {**scope, "path": path}, receive, send)
+        elif admin_routes.handles(path):
+            admin = self.admin or await self._load_admin(gw)
+            await admin(scope if path == scope["path"] else {**scope, "path": path}, receive, send)
         else:
             await _not_found(send, method, scope["path"])
+
+
+    async def _load_admin(self, gw: Gateway) -> Any:
+        if self._admin_lock is None:
+            self._admin_lock = asyncio.Lock()
+        async with self._admin_lock:
+            if self.admin is None:
+                self.admin = await admin_routes.load(gw)
+        return self.admin
 
 
 async def _not_found(send: Send, method: str, path: str) -> None:

@@ -91,6 +91,7 @@ class Gateway:
         if self.governance is not None:
             await self.governance.close()  # final spend flush before the store closes
         self.access_log.flush()
+        self.metrics.flush()
         if self.health is not None:
             await self.health.close()
         if self.router.shared is not None:

@@ -2,17 +2,59 @@
 
 With several worker processes, ``PROMETHEUS_MULTIPROC_DIR`` is set by the CLI
 and ``/metrics`` aggregates every worker's numbers.
+
+Per request, observations only touch plain Python counters (``_Tally``: a count,
+or histogram bucket counts found with ``bisect``); they are added to the
+prometheus_client objects (whose every ``inc`` takes a lock, or writes a file in
+multiprocess mode) in ``flush()``: at each scrape and at most once a second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from bisect import bisect_left
+from time import monotonic
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client import multiprocess
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+
+
+class _Tally:
+    """Observations not yet added to one prometheus_client child (counter or histogram)."""
+
+    __slots__ = ("child", "bounds", "count", "buckets", "sum")
+
+    def __init__(self, child: Any, bounds: tuple[float, ...] | None = None) -> None:
+        self.child = child
+        self.bounds = bounds
+        self.count = 0.0
+        self.buckets = [0] * (len(bounds) + 1) if bounds is not None else None
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.buckets[bisect_left(self.bounds, value)] += 1  # type: ignore[index, arg-type]
+        self.sum += value
+
+    def flush(self) -> None:
+        if self.buckets is None:
+            if self.count:
+                self.child.inc(self.count)
+                self.count = 0.0
+            return
+        if not any(self.buckets):
+            return
+        # prometheus_client keeps one (non-cumulative) value per bucket plus the sum
+        for i, n in enumerate(self.buckets):
+            if n:
+                self.child._buckets[i].inc(n)
+                self.buckets[i] = 0
+        self.child._sum.inc(self.sum)
+        self.sum = 0.0
 
 
 class Metrics:
@@ -54,9 +96,36 @@ class Metrics:
             ["deployment"], buckets=LATENCY_BUCKETS, registry=reg,
         )
         self._collectors: list[object] = []
-        self._children: dict[tuple[str, str, int], tuple] = {}
-        self._token_children: dict[str, tuple] = {}
-        self._attempt_children: dict[tuple[str, str, bool], tuple] = {}
+        self._tallies: list[_Tally] = []
+        self._children: dict[tuple[str, str, int], tuple[_Tally, ...]] = {}
+        self._token_children: dict[str, tuple[_Tally, _Tally]] = {}
+        self._attempt_children: dict[tuple[str, str, bool], tuple[_Tally, _Tally]] = {}
+        self._overhead = self._tally(self.overhead, OVERHEAD_BUCKETS)
+        self._next_flush = monotonic() + 1.0
+        self._flush_scheduled = False
+
+    def _tally(self, child: Any, bounds: tuple[float, ...] | None = None) -> _Tally:
+        tally = _Tally(child, bounds)
+        self._tallies.append(tally)
+        return tally
+
+    def flush(self) -> None:
+        """Add what was observed since the last flush to the prometheus_client objects."""
+        self._next_flush = monotonic() + 1.0
+        for tally in self._tallies:
+            tally.flush()
+
+    def _maybe_flush(self) -> None:
+        if monotonic() >= self._next_flush:
+            self.flush()
+        elif self._multiprocess and not self._flush_scheduled:
+            # other workers answer scrapes from the shared files: written within a second, even if idle
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def observe_request(self, model: str, provider: str, status: int, total: float, upstream: float,
                         ttft: float | None) -> None:
@@ -65,16 +134,19 @@ class Metrics:
         children = self._children.get(key)
         if children is None:
             children = self._children[key] = (
-                self.requests.labels(model, provider, str(status)), self.latency.labels(model),
-                self.upstream_latency.labels(model, provider), self.ttft.labels(model),
+                self._tally(self.requests.labels(model, provider, str(status))),
+                self._tally(self.latency.labels(model), LATENCY_BUCKETS),
+                self._tally(self.upstream_latency.labels(model, provider), LATENCY_BUCKETS),
+                self._tally(self.ttft.labels(model), LATENCY_BUCKETS),
             )
-        children[0].inc()
+        children[0].count += 1
         children[1].observe(total)
-        self.overhead.observe(total - upstream if total > upstream else 0.0)
+        self._overhead.observe(total - upstream if total > upstream else 0.0)
         if upstream:
             children[2].observe(upstream)
         if ttft is not None:
             children[3].observe(ttft)
+        self._maybe_flush()
 
     def observe_attempt(self, deployment: str, model: str, ok: bool, seconds: float | None = None) -> None:
         """One attempt against a deployment (children cached, as above)."""
@@ -82,9 +154,9 @@ class Metrics:
         children = self._attempt_children.get(key)
         if children is None:
             children = self._attempt_children[key] = (
-                self.deployment_requests.labels(deployment, model, "success" if ok else "failure"),
-                self.deployment_latency.labels(deployment))
-        children[0].inc()
+                self._tally(self.deployment_requests.labels(deployment, model, "success" if ok else "failure")),
+                self._tally(self.deployment_latency.labels(deployment), LATENCY_BUCKETS))
+        children[0].count += 1
         if seconds is not None:
             children[1].observe(seconds)
 
@@ -93,11 +165,9 @@ class Metrics:
             children = self._token_children.get(model)
             if children is None:
                 children = self._token_children[model] = (
-                    self.tokens.labels(model, "input"), self.tokens.labels(model, "output"))
-            if prompt:
-                children[0].inc(prompt)
-            if completion:
-                children[1].inc(completion)
+                    self._tally(self.tokens.labels(model, "input")), self._tally(self.tokens.labels(model, "output")))
+            children[0].count += prompt
+            children[1].count += completion
         if error_kind:
             self.errors.labels(error_kind).inc()
 
@@ -108,6 +178,7 @@ class Metrics:
             self.registry.register(collector)  # type: ignore[arg-type]
 
     def render(self) -> bytes:
+        self.flush()
         if self._multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
