@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import http.client
 import json
 import os
 import platform
@@ -279,10 +280,10 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
-def write_lua(path: str, body: bytes, auth: bool) -> None:
+def write_lua(path: str, body: bytes, key: str | None) -> None:
     lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
-    if auth:
-        lines.append(f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"')
+    if key:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
     text = body.decode()
     assert "]==]" not in text
     lines.append(f"wrk.body = [==[{text}]==]")
@@ -406,6 +407,21 @@ def tool_version(argv) -> str | None:
         return f"unavailable ({type(e).__name__})"
 
 
+def virtual_key(port: int) -> str:
+    """BENCH_VIRTUAL_KEY=1: a Lockgate virtual key whose limits are all checked but never reached."""
+    body = json.dumps({"key_alias": "bench", "rpm_limit": 10**9, "tpm_limit": 10**12,
+                       "max_parallel_requests": 100_000, "max_budget": 1e9, "budget_duration": "30d"}).encode()
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn.request("POST", "/key/generate", body, {"Content-Type": "application/json",
+                                                "Authorization": f"Bearer {MASTER_KEY}"})
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    conn.close()
+    if resp.status != 200:
+        raise RuntimeError(f"/key/generate failed: {resp.status} {data}")
+    return data["key"]
+
+
 def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: int, config: str) -> dict:
     log_path = os.path.join(workdir, f"{target}.log")
     wrk_log = os.path.join(workdir, f"wrk-{target}.log")
@@ -435,14 +451,19 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
 
     try:
         headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {MASTER_KEY}"
+        key = MASTER_KEY if auth else None
+        if target == "lockgate" and os.environ.get("BENCH_VIRTUAL_KEY") == "1":
+            key = virtual_key(port)
+            res["virtual_key"] = True
+            print(f"[{target}] requests use a virtual key with rpm, tpm, parallel and budget limits", flush=True)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
         plain = request_body("bench-model", False)
         stream = request_body("bench-stream", True)
         lua_plain = os.path.join(workdir, f"{target}-plain.lua")
         lua_stream = os.path.join(workdir, f"{target}-stream.lua")
-        write_lua(lua_plain, plain, auth)
-        write_lua(lua_stream, stream, auth)
+        write_lua(lua_plain, plain, key)
+        write_lua(lua_stream, stream, key)
         url_plain = f"http://{HOST}:{port}{path_plain}"
         url_stream = f"http://{HOST}:{port}{path_stream}"
 

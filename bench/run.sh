@@ -10,6 +10,8 @@
 #   BENCH_WARMUP          wrk warm-up per target and request kind (default 3s)
 #   BENCH_CONNECTIONS     connections for the throughput runs (default 32)
 #   BENCH_STREAM_REQUESTS sequential streamed requests measured (default 300, after BENCH_STREAM_WARMUP=50)
+#   BENCH_DEPLOYMENTS     deployments in the plain model group (default 1)
+#   BENCH_VIRTUAL_KEY     1: Lockgate requests use a virtual key with rpm, tpm, parallel and budget limits
 #   LOCKGATE_BIN          lockgate executable (default <repo>/.venv/bin/lockgate)
 #   BENCH_OUTPUT          JSON output (default bench/results/latest.json)
 # See bench/README.md.
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "--only needs a value (lockgate, litellm, or a comma list)" >&2; exit 2; }
       TARGETS="direct,$2"; shift 2 ;;
     --only=*) TARGETS="direct,${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done

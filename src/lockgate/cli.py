@@ -95,6 +95,15 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     os.environ["LOCKGATE_CONFIG"] = os.path.abspath(args.config)
+    if args.workers > 1:
+        # migrate once, before the workers start (they would race on a new database); in a child
+        # process, so the supervisor does not keep SQLAlchemy and Alembic in memory
+        import subprocess
+
+        done = subprocess.run([sys.executable, "-m", "lockgate.cli", "db", "upgrade", "--config", args.config],
+                              stdout=subprocess.DEVNULL)
+        if done.returncode != 0:
+            return done.returncode
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lockgate-metrics-")
     uvicorn.run(
