@@ -112,7 +112,10 @@ class Governance:
         self.writer = SpendWriter(
             self.store,
             journal_dir(s),
-            interval=float(opts.get("spend_batch_interval_ms", 100)) / 1000,
+            # embedded SQLite: small, frequent batches (the writes run on this machine's cores, and a
+            # long batch stalls requests in flight); PostgreSQL: the work is the server's
+            interval=float(opts.get("spend_batch_interval_ms",
+                                    100 if getattr(self.store, "dialect", "") == "postgresql" else 10)) / 1000,
             batch_size=int(opts.get("spend_batch_size", 500)),
             rotate_bytes=int(opts.get("spend_journal_rotate_mb", 8) * 1024 * 1024),
         )

@@ -12,7 +12,9 @@ the SQLAlchemy path (``SQLStore._apply_spend``) writes, which PostgreSQL uses.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,13 +36,26 @@ def text_time(value: datetime) -> str:
     return value.isoformat(" ", "microseconds")
 
 
+BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    """Run this thread at nice 10: on a busy core the event loop keeps priority over batch writes
+    (a woken writer otherwise preempts it for milliseconds: p99 +4 ms at one connection), while the
+    writer still gets ~10% of a saturated core, several times what it needs."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+    except (AttributeError, OSError):  # not Linux, or not allowed: same priority as the loop
+        pass
+
+
 class SQLiteSpend:
     def __init__(self, path: Path | str, totals: Any, updated_at: dict[str, bool]) -> None:
         self.path = str(path)
         self.totals = totals  # SpendTotals.of(records): what to add where
         self.updated_at = updated_at  # table -> has an updated_at column
         self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_lower_priority)
 
     async def apply(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]]) -> int:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, unique, rows)
