@@ -69,9 +69,6 @@ class Gateway:
         from .state import open_store
 
         source = self.settings.source
-        if os.environ.get("XNOGOV"):
-            self.health = HealthChecks(self)
-            return
         self.store = await open_store(self.settings, source.parent if source else None)
         from .governance import Governance
 
