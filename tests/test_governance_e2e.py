@@ -313,6 +313,13 @@ def test_model_access_ip_allowlist_and_expiry(env):
             model="openai-model", messages=[{"role": "user", "content": "hi"}])
     assert exc.value.code == "model_access_denied"
     assert chat(env.b, key, "mock-model").status_code == 200
+    # /v1/models lists only what the key may call, as LiteLLM does; the master key sees everything
+    client = openai.OpenAI(base_url=env.b.url + "/v1", api_key=key, max_retries=0)
+    assert [m.id for m in client.models.list()] == ["mock-model"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("openai-model")
+    everything = openai.OpenAI(base_url=env.b.url + "/v1", api_key=MASTER_KEY, max_retries=0).models.list()
+    assert {"mock-model", "openai-model"} <= {m.id for m in everything}
 
     elsewhere = gen_key(env.a, allowed_ips=["10.0.0.0/8"])
     r = chat(env.b, elsewhere, "mock-model")

@@ -60,9 +60,10 @@ async def model_request(gw: Gateway, scope: Scope, receive: Receive, send: Send,
 
 
 async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    if not await _authorized(gw, scope, send):
+    ctx = await _authorized(gw, scope, send)
+    if ctx is None:
         return
-    names = list(gw.groups)
+    names = [n for n in gw.groups if _may_use(gw, ctx, n)]  # a virtual key sees only what it may call
     if "anthropic-version" in headers_of(scope):  # the Anthropic SDK's models.list
         data = [{"type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"} for n in names]
         body = {"data": data, "has_more": False, "first_id": names[0] if names else None,
@@ -73,9 +74,10 @@ async def list_models(gw: Gateway, scope: Scope, receive: Receive, send: Send) -
 
 
 async def get_model(gw: Gateway, scope: Scope, receive: Receive, send: Send, model_id: str) -> None:
-    if not await _authorized(gw, scope, send):
+    ctx = await _authorized(gw, scope, send)
+    if ctx is None:
         return
-    if model_id not in gw.groups:
+    if model_id not in gw.groups or not _may_use(gw, ctx, model_id):
         err = NotFound(f"model {model_id!r} is not served by this gateway")
         await send_bytes(send, 404, orjson.dumps(openai_chat.error_body(err)), [])
         return
@@ -86,7 +88,7 @@ def _model_card(name: str) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": 0, "owned_by": "lockgate"}
 
 
-async def _authorized(gw: Gateway, scope: Scope, send: Send) -> bool:
+async def _authorized(gw: Gateway, scope: Scope, send: Send) -> RequestContext | None:
     ctx = RequestContext(request_id=gw.new_request_id(), route="models", dialect=openai_chat, headers=headers_of(scope))
     if "anthropic-version" in ctx.headers:
         ctx.dialect = anthropic_messages
@@ -94,8 +96,15 @@ async def _authorized(gw: Gateway, scope: Scope, send: Send) -> bool:
         await pipeline.authenticate(gw, ctx)
     except LockgateError as err:
         await pipeline.respond_error(gw, ctx, send, err)
-        return False
-    return True
+        return None
+    return ctx
+
+
+def _may_use(gw: Gateway, ctx: RequestContext, model: str) -> bool:
+    """The effective model access of a virtual key (key ∩ user ∩ team ∩ organization)."""
+    if gw.governance is None:
+        return True
+    return gw.governance.may_use(ctx.principal, model)
 
 
 async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import AuthenticationError, BudgetExceeded, RateLimited
+from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
 from ..state.counters import BUDGET_KIND, PARALLEL_KIND, WINDOW_KIND, Admission, Item, LocalCounters, RedisCounters
 from . import policy
 from .cache import TTLCache
@@ -230,6 +230,16 @@ class Governance:
         if isinstance(end_user, str) and end_user and self.store is not None:
             customer = await self.customers.get(end_user)
             policy.check_customer(customer, end_user)
+
+    def may_use(self, principal: Any, model: str) -> bool:
+        """Model access only (for ``/v1/models``): the master key may use every model."""
+        if not isinstance(principal, Principal):
+            return True
+        try:
+            policy.check_model(principal, self.catalog, model)
+        except PermissionDenied:
+            return False
+        return True
 
     # ------------------------------------------------------------------ admit
 
