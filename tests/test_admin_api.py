@@ -90,6 +90,15 @@ def test_entities_crud_and_members(admin):
     assert admin.get("/docs").status_code == 200 and "/key/generate" in admin.get("/openapi.json").json()["paths"]
 
 
+def test_docs_page_needs_no_cdn(admin):
+    page = admin.get("/docs").text
+    assert "cdn." not in page and "https://" not in page.split("<body>")[0]  # no asset from the internet
+    js = admin.get("/docs/assets/swagger-ui-bundle.js")
+    assert js.status_code == 200 and len(js.content) > 100_000
+    assert admin.get("/docs/assets/swagger-ui.css").status_code == 200
+    assert admin.get("/docs/assets/../../__init__.py").status_code == 404
+
+
 VALIDATION = [
     ("/key/generate", {"max_budget": -1}, "max_budget"),
     ("/key/generate", {"max_budget": "lots"}, "max_budget"),

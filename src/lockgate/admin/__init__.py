@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-PREFIXES = ("/key/", "/team/", "/user/", "/organization/", "/customer/", "/spend/", "/global/", "/audit/")
-EXACT = ("/docs", "/openapi.json", "/docs/oauth2-redirect")
+PREFIXES = ("/key/", "/team/", "/user/", "/organization/", "/customer/", "/spend/", "/global/", "/audit/",
+            "/docs/")
+EXACT = ("/docs", "/openapi.json")
 
 
 def handles(path: str) -> bool:

@@ -19,12 +19,40 @@ def _error(status: int, message: str, type_: str, param: str | None = None, code
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+DOC_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` from the assets bundled in ``swagger-ui-bundle-v2`` (no CDN: works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from starlette.responses import FileResponse, HTMLResponse
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Lockgate management API",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/docs/assets/{name}", include_in_schema=False)
+    async def asset(name: str) -> FileResponse:
+        if name not in DOC_ASSETS:
+            raise HTTPException(404)
+        return FileResponse(str(swagger_ui_path / name))
+
+
 def create_admin_app(gateway: Any) -> FastAPI:
-    app = FastAPI(title="Lockgate management API", version=__version__, docs_url="/docs",
+    app = FastAPI(title="Lockgate management API", version=__version__, docs_url=None,
                   openapi_url="/openapi.json", redoc_url=None)
     app.state.gateway = gateway
     for module in (keys, entities, spend):
         app.include_router(module.router)
+    _offline_docs(app)
 
     @app.exception_handler(LockgateError)
     async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
