@@ -17,7 +17,7 @@ class Store:
     def __init__(self, p): self.p = p
     async def principal_for_key(self, h): return self.p if h == self.p.key.token_hash else None
     async def customer(self, u): return None
-    async def apply_spend(self, rs): return len(rs)
+    async def apply_spend(self, rs, fresh=False): return len(rs)
     async def reset_due_budgets(self, now): pass
 
 async def main(redis):

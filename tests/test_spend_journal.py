@@ -20,7 +20,7 @@ class FakeStore:
         self.fail = 0
         self.calls = 0
 
-    async def apply_spend(self, records):
+    async def apply_spend(self, records, fresh=False):
         self.calls += 1
         if self.fail:
             self.fail -= 1

@@ -100,10 +100,11 @@ class Store(Protocol):
 
     async def customer(self, end_user_id: str) -> Entity | None: ...
 
-    async def apply_spend(self, records: list[SpendRecord]) -> int:
+    async def apply_spend(self, records: list[SpendRecord], fresh: bool = False) -> int:
         """Insert spend logs (ignoring request ids already present) and add each new
         record's spend to its key (and per-model key spend), user, team, organization
-        and customer in the same transaction.  Returns how many were new."""
+        and customer in the same transaction.  Returns how many were new.  ``fresh``: the
+        caller knows these records were never applied (a hint that may skip the id check)."""
         ...
 
     async def reset_due_budgets(self, now: datetime) -> None:

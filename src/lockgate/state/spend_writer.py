@@ -118,11 +118,11 @@ class SpendWriter:
         """Apply everything journaled so far (in batches); returns records applied."""
         done = 0
         while True:
-            records, end = self._take()
+            records, end, fresh = self._take()
             if not records:
                 break
             for i in range(0, len(records), self.batch_size):
-                await self.store.apply_spend(records[i : i + self.batch_size])
+                await self.store.apply_spend(records[i : i + self.batch_size], fresh)
             self.journal.checkpoint(end)
             done += len(records)
         self._pending_count = 0
@@ -131,17 +131,18 @@ class SpendWriter:
             self._memory_start = 0  # memory was empty (everything applied) and stays valid
         return done
 
-    def _take(self) -> tuple[list[Any], int]:
-        """What to apply next: the in-memory records when they cover the journal, else its file."""
+    def _take(self) -> tuple[list[Any], int, bool]:
+        """What to apply next: the in-memory records when they cover the journal (fresh: taken
+        once, never applied before), else its file (maybe applied already: a retry)."""
         journal = self.journal
         memory = self._memory
         if memory is not None and self._memory_start == journal.applied:
             self._memory, self._memory_start = [], journal.size
-            return memory, journal.size
+            return memory, journal.size, True
         records, end = journal.pending()
         if end >= journal.size:  # caught up with the file: memory takes over again
             self._memory, self._memory_start = [], journal.size
-        return records, end
+        return records, end, False
 
     async def close(self) -> None:
         if self._task is not None:

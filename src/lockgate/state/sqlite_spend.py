@@ -57,8 +57,8 @@ class SQLiteSpend:
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_lower_priority)
 
-    async def apply(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]]) -> int:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, unique, rows)
+    async def apply(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]], fresh: bool = False) -> int:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, unique, rows, fresh)
 
     def close(self) -> None:
         def shut() -> None:
@@ -77,20 +77,29 @@ class SQLiteSpend:
             self._conn = conn
         return self._conn
 
-    def _apply(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]]) -> int:
+    def _apply(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]], fresh: bool = False) -> int:
+        if fresh:
+            try:
+                return self._apply_rows(unique, rows, False)
+            except sqlite3.IntegrityError:  # an id was there after all: the checked path below
+                pass
+        return self._apply_rows(unique, rows, True)
+
+    def _apply_rows(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]], check: bool) -> int:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody inserts these ids meanwhile
         try:
-            ids = list(unique)
-            present: set[str] = set()
-            for i in range(0, len(ids), CHUNK):
-                part = ids[i:i + CHUNK]
-                found = conn.execute(f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' * len(part))})",
-                                     part)
-                present.update(row[0] for row in found)
-            if present:
-                rows = [row for row in rows if row[0] not in present]
-            conn.executemany(INSERT, rows)
+            if check:  # a replay after a crash between apply and checkpoint: skip ids already stored
+                ids = list(unique)
+                present: set[str] = set()
+                for i in range(0, len(ids), CHUNK):
+                    part = ids[i:i + CHUNK]
+                    found = conn.execute(
+                        f"SELECT request_id FROM spend_logs WHERE request_id IN ({', '.join('?' * len(part))})", part)
+                    present.update(row[0] for row in found)
+                if present:
+                    rows = [row for row in rows if row[0] not in present]
+            conn.executemany(INSERT, rows)  # unchecked: a stored id raises IntegrityError, rolled back
             new = [unique[row[0]] for row in rows]
             totals = self.totals(new)
             now = text_time(totals.now)

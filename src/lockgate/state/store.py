@@ -275,15 +275,19 @@ class SQLStore:
     def _insert(self, model: type[Base]) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
-    async def apply_spend(self, records: list[SpendRecord]) -> int:
-        """Insert the spend logs and add their spend to every level, once per request id."""
+    async def apply_spend(self, records: list[SpendRecord], fresh: bool = False) -> int:
+        """Insert the spend logs and add their spend to every level, once per request id.
+
+        ``fresh``: records handed over in memory by this process's writer, never applied before;
+        the embedded SQLite path then inserts without looking the ids up first (and falls back to
+        the lookup if one is there after all)."""
         if not records:
             return 0
         unique: dict[str, SpendRecord] = {}
         for record in records:
             unique.setdefault(record.request_id, record)
         if self._sqlite_spend is not None:  # the embedded file: a plain sqlite3 thread (sqlite_spend.py)
-            return await self._sqlite_spend.apply(unique, [self._spend_row(r) for r in unique.values()])
+            return await self._sqlite_spend.apply(unique, [self._spend_row(r) for r in unique.values()], fresh)
         async with self.sessions.begin() as s:
             if self.dialect == "postgresql":
                 new = await self._insert_spend_pg(s, unique)
