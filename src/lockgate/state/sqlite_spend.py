@@ -74,6 +74,8 @@ class SQLiteSpend:
             conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # appends touch only the right edge of each B-tree: a small page cache (default 2 MB)
+            conn.execute("PRAGMA cache_size=-256")
             self._conn = conn
         return self._conn
 

@@ -9,9 +9,15 @@ sees a pyreqwest exception.  Streams are read chunk by chunk as they arrive
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import AsyncIterator
+
+# pyreqwest allocates with mimalloc, which by default commits its arenas eagerly: ~7 MB more
+# resident memory on the benchmark for no speed (measured; docs/performance.md).  Read by
+# mimalloc when the extension loads, so it is set before the import; an operator's value wins.
+os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
