@@ -25,14 +25,16 @@ from ..governance.types import SpendRecord
 COLUMNS = ("request_id", "api_key", "user_id", "team_id", "organization_id", "end_user", "model_group", "model",
            "deployment_id", "provider", "route", "prompt_tokens", "completion_tokens", "cached_tokens", "spend",
            "status", "start_time", "end_time", "metadata")
-INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 CHUNK = 500  # ids per lookup (SQLite's default limit of bound variables is far above)
+INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
 def text_time(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text form (naive UTC), so ORM reads parse it."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        if value.utcoffset():
+            value = value.astimezone(timezone.utc)
+        return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
     return value.isoformat(" ", "microseconds")
 
 

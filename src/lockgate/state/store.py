@@ -265,9 +265,10 @@ class SQLStore:
                      + ") ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
 
     def _spend_row(self, r: SpendRecord) -> tuple[Any, ...]:
-        start, end = _naive_utc(r.start_time), _naive_utc(r.end_time)  # naive UTC, as UTCDateTime stores
-        if self.dialect == "sqlite":
-            start, end = sqlite_spend.text_time(start), sqlite_spend.text_time(end)
+        if self.dialect == "sqlite":  # the text SQLAlchemy's DateTime stores on SQLite
+            start, end = sqlite_spend.text_time(r.start_time), sqlite_spend.text_time(r.end_time)
+        else:  # naive UTC, as UTCDateTime stores
+            start, end = _naive_utc(r.start_time), _naive_utc(r.end_time)
         return (r.request_id, r.api_key, r.user_id, r.team_id, r.organization_id, r.end_user, r.model_group,
                 r.model, r.deployment_id, r.provider, r.route, r.prompt_tokens, r.completion_tokens,
                 r.cached_tokens, r.spend, r.status, start, end, orjson.dumps(r.metadata or {}).decode())
