@@ -120,6 +120,28 @@ async def test_a_new_database_gets_the_schema_the_migrations_build(backend, tmp_
     assert schemas["create_all"] == schemas["alembic"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_creating_a_new_database_is_all_or_nothing(backend, tmp_path, monkeypatch):
+    from lockgate.state.db import create_engine
+
+    with database_for(backend, tmp_path) as url:
+        engine = create_engine(normalize_url(url))
+        try:
+            def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                raise RuntimeError("crash after the tables, before the stamp")
+
+            monkeypatch.setattr(migrate._VERSION_TABLE, "create", fail)
+            with pytest.raises(RuntimeError):
+                await migrate.upgrade(engine)
+            async with engine.connect() as conn:
+                assert await conn.run_sync(lambda c: inspect(c).get_table_names()) == []
+            monkeypatch.undo()
+            await migrate.upgrade(engine)  # the next start creates it whole
+            assert await migrate.current(engine) == migrate.HEAD
+        finally:
+            await engine.dispose()
+
+
 async def test_crud_principal_and_cascading_delete(store):
     await seed(store)
     principal = await store.principal_for_key("k" * 64)

@@ -50,14 +50,25 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     if revision in ("head", HEAD):
         if await at_head(engine):
             return
-        async with engine.begin() as connection:
-            if await connection.run_sync(_create_if_new):
+        try:
+            async with engine.begin() as connection:
+                if await connection.run_sync(_create_if_new):
+                    return
+        except Exception:
+            if await at_head(engine):  # another process created it at the same moment
                 return
+            raise
     await run_alembic(engine, revision)
 
 
 def _create_if_new(connection) -> bool:  # noqa: ANN001
-    """On a database holding none of our tables: the schema at HEAD, stamped.  False otherwise."""
+    """On a database holding none of our tables: the schema at HEAD, stamped.  False otherwise.
+
+    All or nothing: PostgreSQL's DDL is transactional; Python's sqlite3 runs DDL outside any
+    transaction unless one was begun, so on SQLite it is begun here (a crash half-way through
+    must not leave half a schema that neither this path nor Alembic would take up)."""
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
     present = set(inspect(connection).get_table_names())
     if present & (set(Base.metadata.tables) | {_VERSION_TABLE.name}):
         return False
