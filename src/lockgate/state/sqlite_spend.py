@@ -4,8 +4,9 @@ The batched spend writer is the only frequent writer of the embedded database.  
 SQLAlchemy + aiosqlite costs a thread hop per statement and per-row type processing, which on a
 one-core gateway showed up as added request latency (p50 +0.25 ms at one connection).  Here a
 whole batch is one hop to a dedicated thread running one ``BEGIN IMMEDIATE`` transaction:
-existing ids looked up (a replay after a crash between apply and checkpoint), new rows inserted
-with one ``executemany``, then one ``UPDATE`` per entity that spent.  The result is the same rows
+existing ids looked up (a replay after a crash between apply and checkpoint; skipped for records
+the writer handed over in memory, which are new, unless the insert meets one after all), new rows
+inserted with one ``executemany``, then one ``UPDATE`` per entity that spent.  The result is the same rows
 the SQLAlchemy path (``SQLStore._apply_spend``) writes, which PostgreSQL uses.
 """
 
