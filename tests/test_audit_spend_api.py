@@ -79,7 +79,7 @@ def _record(rid: str, *, key: str, user: str, team: str, model: str, spend: floa
     return SpendRecord(request_id=rid, api_key=key, user_id=user, team_id=team, organization_id=None,
                        end_user=None, model_group=model, model=model, deployment_id=None, provider="mock",
                        route="chat", prompt_tokens=10, completion_tokens=20, cached_tokens=0, spend=spend,
-                       status=200, start_time=when, end_time=when + timedelta(seconds=1))
+                       status=200, start_time=when.timestamp(), end_time=when.timestamp() + 1)
 
 
 @pytest.fixture(scope="module")

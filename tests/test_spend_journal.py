@@ -32,7 +32,7 @@ class FakeStore:
 
 
 def record(spend: float = 0.01) -> SpendRecord:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc).timestamp()
     return SpendRecord(request_id=uuid.uuid4().hex, api_key="h" * 64, user_id="u", team_id=None,
                        organization_id=None, end_user=None, model_group="m", model="gpt-4o", deployment_id="d",
                        provider="openai", route="chat", prompt_tokens=3, completion_tokens=4, cached_tokens=0,
@@ -143,3 +143,28 @@ async def test_torn_last_line_is_not_applied_until_complete(tmp_path):
     writer.journal.size += len(data) - 20
     assert await writer.flush_once() == 1
     await writer.close()
+
+
+def test_the_first_journal_format_is_still_replayed():
+    """Journals written before records became JSON arrays: one object a line, ISO times."""
+    line = (b'{"request_id":"r1","api_key":"h","user_id":null,"team_id":null,"organization_id":null,'
+            b'"end_user":null,"model_group":"m","model":"gpt-4o","deployment_id":"d","provider":"openai",'
+            b'"route":"chat","prompt_tokens":3,"completion_tokens":4,"cached_tokens":0,"spend":0.5,"status":200,'
+            b'"start_time":"2026-01-02T03:04:05.123456+00:00","end_time":"2026-01-02T03:04:06+00:00",'
+            b'"metadata":{"stream":false}}')
+    r = decode(line)
+    assert r.request_id == "r1" and r.spend == 0.5 and r.metadata == {"stream": False}
+    assert r.start_time == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc).timestamp()
+    assert r.end_time == datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc).timestamp()
+
+
+def test_epoch_text_matches_sqlalchemy_text_form():
+    from lockgate.state.sqlite_spend import EpochText, text_time
+
+    text = EpochText()
+    base = datetime(2026, 12, 1, 6, 0, 0, tzinfo=timezone.utc)
+    for micro in (0, 1, 123456, 999999):
+        value = base.replace(microsecond=micro)
+        assert text(value.timestamp()) == text_time(value)
+    assert text(base.timestamp() + 0.9999996) == "2026-12-01 06:00:01.000000"  # rounds into the next second
+    assert text(base.timestamp() + 61.5) == "2026-12-01 06:01:01.500000"

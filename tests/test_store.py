@@ -37,7 +37,7 @@ def record(i: int | str, spend: float = 0.25, **overrides) -> SpendRecord:
     values = dict(request_id=f"req-{i}", api_key="k" * 64, user_id="alice", team_id="team-a",
                   organization_id="org-a", end_user="customer-1", model_group="gpt", model="gpt-4o",
                   deployment_id="d1", provider="openai", route="chat", prompt_tokens=10, completion_tokens=5,
-                  cached_tokens=0, spend=spend, status=200, start_time=T0, end_time=T0 + timedelta(seconds=1))
+                  cached_tokens=0, spend=spend, status=200, start_time=T0.timestamp(), end_time=T0.timestamp() + 1)
     values.update(overrides)
     return SpendRecord(**values)
 

@@ -349,33 +349,25 @@ class Governance:
         if self.writer is None:
             return
         p = ctx.principal
-        principal = p if isinstance(p, Principal) else None
-        key = principal.key if principal else None
         usage = usage or {}
         details = usage.get("prompt_tokens_details")
-        end = datetime.now(UTC)
+        end = time()
         end_user = ctx.body.get("user")
+        if isinstance(p, Principal):
+            key = p.key
+            api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
+            org_id = key.organization_id or (p.organization.id if p.organization else None)
+            metadata = {"stream": ctx.stream, "key_alias": key.key_alias}
+        else:
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None
+            metadata = {"stream": ctx.stream}
         self.writer.append(SpendRecord(
-            request_id=ctx.request_id,
-            api_key=key.token_hash if key else self.master_hash,
-            user_id=key.user_id if key else None,
-            team_id=key.team_id if key else None,
-            organization_id=(key.organization_id or (principal.organization.id if principal.organization else None))
-            if key else None,
-            end_user=end_user if isinstance(end_user, str) and end_user else None,
-            model_group=ctx.model,
-            model=dep.model,
-            deployment_id=dep.id,
-            provider=ctx.provider.name if ctx.provider else dep.provider,
-            route=ctx.route,
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
-            cached_tokens=(details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-            spend=cost,
-            status=ctx.status or 500,
-            start_time=datetime.fromtimestamp(end.timestamp() - (perf_counter() - ctx.started), UTC),
-            end_time=end,
-            metadata={"stream": ctx.stream, "key_alias": key.key_alias} if key else {"stream": ctx.stream},
+            ctx.request_id, api_key, user_id, team_id, org_id,
+            end_user if isinstance(end_user, str) and end_user else None,
+            ctx.model, dep.model, dep.id, ctx.provider.name if ctx.provider else dep.provider, ctx.route,
+            usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
+            (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+            cost, ctx.status or 500, end - (perf_counter() - ctx.started), end, metadata,
         ))
 
     def _key_spend(self, ctx: "RequestContext", grant: Grant) -> float | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 @dataclass
@@ -68,9 +68,11 @@ class Principal:
     is_master: bool = False
 
 
-@dataclass
-class SpendRecord:
-    """One model request's accounting, journaled before the answer completes."""
+class SpendRecord(NamedTuple):
+    """One model request's accounting, journaled before the answer completes.
+
+    A tuple in the column order of ``spend_logs`` (cheap to build on the request path, journaled as
+    one JSON array, bound as one row); times are epoch seconds (UTC)."""
 
     request_id: str
     api_key: str | None  # token hash, never the raw key
@@ -88,9 +90,9 @@ class SpendRecord:
     cached_tokens: int
     spend: float
     status: int
-    start_time: datetime
-    end_time: datetime
-    metadata: dict[str, Any] = field(default_factory=dict)
+    start_time: float
+    end_time: float
+    metadata: dict[str, Any] | None = None
 
 
 class Store(Protocol):

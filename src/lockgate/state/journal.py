@@ -16,7 +16,6 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
-from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,17 @@ _DT_FIELDS = ("start_time", "end_time")
 
 
 def encode(record: SpendRecord) -> bytes:
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    """One line: the record's fields as a JSON array, in column order."""
+    return orjson.dumps(tuple(record), option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode(line: bytes) -> SpendRecord:
-    data: dict[str, Any] = orjson.loads(line)
+    data = orjson.loads(line)
+    if isinstance(data, list):
+        return SpendRecord(*data)
+    # the first journal format (one JSON object a line, ISO times): still replayed
     for name in _DT_FIELDS:
-        data[name] = datetime.fromisoformat(data[name])
+        data[name] = datetime.fromisoformat(data[name]).timestamp()
     return SpendRecord(**data)
 
 
@@ -55,7 +58,7 @@ class Journal:
 
     # -- hot path
     def append(self, record: SpendRecord) -> None:
-        data = encode(record)
+        data = orjson.dumps(tuple(record), option=orjson.OPT_APPEND_NEWLINE)
         os.write(self.fd, data)
         self.size += len(data)
 

@@ -112,8 +112,8 @@ def key_record_of(row: Key, model_spend: dict[str, float]) -> KeyRecord:
 
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo is not None else value
+def _naive_utc_of(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
 
 
 TABLE_MODELS: dict[str, type[Base]] = {model.__tablename__: model for model, _pk in KINDS.values()}
@@ -250,8 +250,9 @@ class SQLStore:
                  "organization_id": r.organization_id, "end_user": r.end_user, "model_group": r.model_group,
                  "model": r.model, "deployment_id": r.deployment_id, "provider": r.provider, "route": r.route,
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-                 "cached_tokens": r.cached_tokens, "spend": r.spend, "status": r.status, "start_time": r.start_time,
-                 "end_time": r.end_time, "metadata": r.metadata or {}} for r in unique.values()]
+                 "cached_tokens": r.cached_tokens, "spend": r.spend, "status": r.status,
+                 "start_time": _naive_utc_of(r.start_time), "end_time": _naive_utc_of(r.end_time),
+                 "metadata": r.metadata or {}} for r in unique.values()]
         inserted = set((await s.execute(stmt, rows)).scalars().all())
         return [unique[rid] for rid in inserted]
 
@@ -264,14 +265,10 @@ class SQLStore:
                      + ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_SPEND_PG_TYPES))
                      + ") ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
 
-    def _spend_row(self, r: SpendRecord) -> tuple[Any, ...]:
-        if self.dialect == "sqlite":  # the text SQLAlchemy's DateTime stores on SQLite
-            start, end = sqlite_spend.text_time(r.start_time), sqlite_spend.text_time(r.end_time)
-        else:  # naive UTC, as UTCDateTime stores
-            start, end = _naive_utc(r.start_time), _naive_utc(r.end_time)
-        return (r.request_id, r.api_key, r.user_id, r.team_id, r.organization_id, r.end_user, r.model_group,
-                r.model, r.deployment_id, r.provider, r.route, r.prompt_tokens, r.completion_tokens,
-                r.cached_tokens, r.spend, r.status, start, end, orjson.dumps(r.metadata or {}).decode())
+    @staticmethod
+    def _spend_row(r: SpendRecord) -> tuple[Any, ...]:
+        """PostgreSQL's row: naive UTC times, as ``UTCDateTime`` stores them."""
+        return (*r[:16], _naive_utc_of(r.start_time), _naive_utc_of(r.end_time), orjson.dumps(r.metadata or {}).decode())
 
     def _insert(self, model: type[Base]) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
@@ -284,11 +281,11 @@ class SQLStore:
         the lookup if one is there after all)."""
         if not records:
             return 0
+        if self._sqlite_spend is not None:  # the embedded file: a plain sqlite3 thread (sqlite_spend.py)
+            return await self._sqlite_spend.apply(records, fresh)
         unique: dict[str, SpendRecord] = {}
         for record in records:
             unique.setdefault(record.request_id, record)
-        if self._sqlite_spend is not None:  # the embedded file: a plain sqlite3 thread (sqlite_spend.py)
-            return await self._sqlite_spend.apply(unique, [self._spend_row(r) for r in unique.values()], fresh)
         async with self.sessions.begin() as s:
             if self.dialect == "postgresql":
                 new = await self._insert_spend_pg(s, unique)
