@@ -56,7 +56,7 @@ KNOWN_ROUTER = {
 }
 KNOWN_LOCKGATE = {
     "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
-    "connect_timeout", "database_path", "routing_rules", "governance",
+    "upstream_thread_batch_at", "connect_timeout", "database_path", "routing_rules", "governance",
 }
 KNOWN_TOP = {
     "model_list", "general_settings", "litellm_settings", "router_settings",
@@ -111,6 +111,7 @@ class Settings:
     max_request_body: int = 32 * 1024 * 1024
     allowed_api_bases: list[str] = field(default_factory=list)
     upstream_max_connections: int | None = None
+    upstream_thread_batch_at: int = 4  # requests in flight that batch the upstream I/O thread (transport/scheduling.py)
     router_settings: dict[str, Any] = field(default_factory=dict)
     routing_rules: list[dict[str, Any]] = field(default_factory=list)
     redis_url: str | None = None  # shared state of several instances (routing, counters)
@@ -191,6 +192,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         max_request_body=int(float(ours.get("max_request_body_mb", 32)) * 1024 * 1024),
         allowed_api_bases=list(ours.get("allowed_api_bases") or []),
         upstream_max_connections=ours.get("upstream_max_connections"),
+        upstream_thread_batch_at=int(ours.get("upstream_thread_batch_at", 4)),
         router_settings=_router_settings(router),
         routing_rules=list(ours.get("routing_rules") or []),
         redis_url=redis_url(general, router),

@@ -45,7 +45,8 @@ class Gateway:
         self.settings = settings
         self.providers: dict[str, Provider] = registry()
         self.groups: dict[str, list[Deployment]] = settings.groups()
-        self.upstream = Upstream(settings.connect_timeout, settings.upstream_max_connections)
+        self.upstream = Upstream(settings.connect_timeout, settings.upstream_max_connections,
+                                 settings.upstream_thread_batch_at)
         self.metrics = Metrics()
         self.access_log = access_log or AccessLog(enabled=settings.access_log)
         self.router = Router(settings)

@@ -41,7 +41,7 @@ class SpendWriter:
         self.max_backoff = max_backoff
         self.journal: Journal = open_journal(directory)
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # set while the writer waits for records
         self._pending_count = 0
         # Records appended since the checkpoint, kept in memory so a flush needs no re-read and
         # re-decode of the journal; dropped (the journal file is read instead) past ``memory_limit``
@@ -91,18 +91,21 @@ class SpendWriter:
             else:
                 self._memory = None
         self._pending_count += 1
-        if self._pending_count >= self.batch_size:
-            self._wake.set()
+        if self._pending_count == 1 or self._pending_count >= self.batch_size:
+            waiter = self._waiter  # the first record wakes an idle writer; a full batch, a gathering one
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     # -- background
     async def _run(self) -> None:
+        """Idle (everything applied): no timer, the next record wakes it.  Then up to ``interval``
+        gathering a batch (less once ``batch_size`` records wait), and one flush."""
         backoff = self.interval
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-            except TimeoutError:
-                pass
-            self._wake.clear()
+            if self.journal.applied >= self.journal.size:
+                await self._wait(None)
+            if self._pending_count < self.batch_size:
+                await self._wait(self.interval)
             try:
                 await self.flush_once()
                 backoff = self.interval
@@ -113,6 +116,17 @@ class SpendWriter:
                 backoff = min(backoff * 2, self.max_backoff)
                 log.warning("spend writer: database write failed (%s); retrying in %.1f s", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
+
+    async def _wait(self, timeout: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def flush_once(self) -> int:
         """Apply everything journaled so far (in batches); returns records applied."""
@@ -156,3 +170,8 @@ class SpendWriter:
         except Exception as exc:  # noqa: BLE001 - kept in the journal, replayed at next start
             log.warning("spend writer: final flush failed (%s); records stay in the journal", type(exc).__name__)
         self.journal.close()
+
+
+def _wake(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)

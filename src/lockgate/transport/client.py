@@ -23,6 +23,7 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
 
 from ..errors import UpstreamTimeout, UpstreamUnreachable
+from .scheduling import IOThreadPolicy
 
 
 class UpstreamReply:
@@ -58,10 +59,11 @@ class UpstreamStream:
 
 
 class Upstream:
-    def __init__(self, connect_timeout: float = 10.0, max_connections: int | None = None) -> None:
+    def __init__(self, connect_timeout: float = 10.0, max_connections: int | None = None, batch_at: int = 0) -> None:
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
         self._clients: dict[float | None, Client] = {}
+        self.policy = IOThreadPolicy(batch_at)  # the I/O thread's scheduling follows the load
 
     def _client(self, read_timeout: float | None) -> Client:
         """One pooled client per stream idle timeout (reqwest sets it per client)."""
@@ -85,11 +87,14 @@ class Upstream:
             self._client(None).post(url).headers(headers).body_bytes(body)
             .timeout(timedelta(seconds=timeout)).build()
         )
+        self.policy.enter()
         try:
             resp = await request.send()
             data = await resp.bytes()
         except PyreqwestError as exc:
             raise _map(exc) from None
+        finally:
+            self.policy.leave()
         return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
 
     async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
@@ -109,16 +114,21 @@ class Upstream:
             self._client(idle_timeout).post(url).headers(headers).body_bytes(body)
             .streamed_read_buffer_limit(1).build_streamed()
         )
+        self.policy.enter()
         try:
-            resp = await request.__aenter__()
-        except PyreqwestError as exc:
-            raise _map(exc) from None
-        try:
-            yield UpstreamStream(resp.status, dict(resp.headers.items()), resp.body_reader)
+            try:
+                resp = await request.__aenter__()
+            except PyreqwestError as exc:
+                raise _map(exc) from None
+            try:
+                yield UpstreamStream(resp.status, dict(resp.headers.items()), resp.body_reader)
+            finally:
+                await request.__aexit__(None, None, None)
         finally:
-            await request.__aexit__(None, None, None)
+            self.policy.leave()
 
     async def close(self) -> None:
+        self.policy.close()
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
