@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from lockgate.governance.types import SpendRecord
+from lockgate.state.timetext import utc_text
 from tests.test_admin_support import admin, running  # noqa: F401  (fixtures)
 
 DAY1 = datetime(2025, 3, 1, 10, 0, tzinfo=timezone.utc)
@@ -79,7 +80,7 @@ def _record(rid: str, *, key: str, user: str, team: str, model: str, spend: floa
     return SpendRecord(request_id=rid, api_key=key, user_id=user, team_id=team, organization_id=None,
                        end_user=None, model_group=model, model=model, deployment_id=None, provider="mock",
                        route="chat", prompt_tokens=10, completion_tokens=20, cached_tokens=0, spend=spend,
-                       status=200, start_time=when.timestamp(), end_time=when.timestamp() + 1)
+                       status=200, start_time=utc_text(when), end_time=utc_text(when + timedelta(seconds=1)))
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from lockgate.governance.types import SpendRecord
 from lockgate.state.journal import decode, encode, open_journal
 from lockgate.state.spend_writer import SpendWriter
+from lockgate.state.timetext import utc_text
 
 
 class FakeStore:
@@ -32,11 +33,11 @@ class FakeStore:
 
 
 def record(spend: float = 0.01) -> SpendRecord:
-    now = datetime.now(timezone.utc).timestamp()
+    now = utc_text(datetime.now(timezone.utc))
     return SpendRecord(request_id=uuid.uuid4().hex, api_key="h" * 64, user_id="u", team_id=None,
                        organization_id=None, end_user=None, model_group="m", model="gpt-4o", deployment_id="d",
                        provider="openai", route="chat", prompt_tokens=3, completion_tokens=4, cached_tokens=0,
-                       spend=spend, status=200, start_time=now, end_time=now, metadata={"stream": False})
+                       spend=spend, status=200, start_time=now, end_time=now, metadata='{"stream":false}')
 
 
 def test_encode_decode_roundtrip():
@@ -153,18 +154,18 @@ def test_the_first_journal_format_is_still_replayed():
             b'"start_time":"2026-01-02T03:04:05.123456+00:00","end_time":"2026-01-02T03:04:06+00:00",'
             b'"metadata":{"stream":false}}')
     r = decode(line)
-    assert r.request_id == "r1" and r.spend == 0.5 and r.metadata == {"stream": False}
-    assert r.start_time == datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc).timestamp()
-    assert r.end_time == datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone.utc).timestamp()
+    assert r.request_id == "r1" and r.spend == 0.5 and r.metadata == '{"stream":false}'
+    assert r.start_time == "2026-01-02 03:04:05.123456" and r.end_time == "2026-01-02 03:04:06.000000"
 
 
 def test_epoch_text_matches_sqlalchemy_text_form():
-    from lockgate.state.sqlite_spend import EpochText, text_time
+    from lockgate.state.timetext import EpochText, parse_utc_text
 
     text = EpochText()
     base = datetime(2026, 12, 1, 6, 0, 0, tzinfo=timezone.utc)
     for micro in (0, 1, 123456, 999999):
         value = base.replace(microsecond=micro)
-        assert text(value.timestamp()) == text_time(value)
+        assert text(value.timestamp()) == utc_text(value)
+        assert parse_utc_text(utc_text(value)) == value.replace(tzinfo=None)
     assert text(base.timestamp() + 0.9999996) == "2026-12-01 06:00:01.000000"  # rounds into the next second
     assert text(base.timestamp() + 61.5) == "2026-12-01 06:01:01.500000"

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 
 from lockgate.governance.types import SpendRecord
+from lockgate.state.timetext import utc_text
 from lockgate.state import Audit, durations, migrate, open_store
 from lockgate.state.db import database_url, normalize_url
 from lockgate.state.models import AuditLog, Base, ProxyBudget, SpendLog
@@ -37,7 +38,7 @@ def record(i: int | str, spend: float = 0.25, **overrides) -> SpendRecord:
     values = dict(request_id=f"req-{i}", api_key="k" * 64, user_id="alice", team_id="team-a",
                   organization_id="org-a", end_user="customer-1", model_group="gpt", model="gpt-4o",
                   deployment_id="d1", provider="openai", route="chat", prompt_tokens=10, completion_tokens=5,
-                  cached_tokens=0, spend=spend, status=200, start_time=T0.timestamp(), end_time=T0.timestamp() + 1)
+                  cached_tokens=0, spend=spend, status=200, start_time=utc_text(T0), end_time=utc_text(T0 + timedelta(seconds=1)))
     values.update(overrides)
     return SpendRecord(**values)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
+from ..state.timetext import EpochText
 from ..state.counters import BUDGET_KIND, PARALLEL_KIND, WINDOW_KIND, Admission, Item, LocalCounters, RedisCounters
 from . import policy
 from .cache import TTLCache
@@ -42,6 +43,7 @@ log = logging.getLogger("lockgate.governance")
 
 UTC = timezone.utc
 NO_COST_ROUTES = ("count_tokens",)
+_STREAM_TRUE, _STREAM_FALSE = '{"stream":true}', '{"stream":false}'
 
 
 class Grant:
@@ -81,6 +83,7 @@ class Governance:
         self.reset_interval = float(opts.get("budget_reset_interval", 10))
         self.counters: Any = LocalCounters()
         self.writer: Any = None
+        self._text = EpochText()  # spend record times, as the embedded database stores them
         self.prices: dict[str, Price] = {dep.id: price_for(dep) for dep in s.deployments}
         self.group_limits: dict[str, list[tuple[str, int]]] = _group_limits(gw.groups)
         self.proxy: Limits | None = None
@@ -357,17 +360,17 @@ class Governance:
             key = p.key
             api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
             org_id = key.organization_id or (p.organization.id if p.organization else None)
-            metadata = {"stream": ctx.stream, "key_alias": key.key_alias}
+            metadata = orjson.dumps({"stream": ctx.stream, "key_alias": key.key_alias}).decode()
         else:
             api_key, user_id, team_id, org_id = self.master_hash, None, None, None
-            metadata = {"stream": ctx.stream}
+            metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
         self.writer.append(SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
             ctx.model, dep.model, dep.id, ctx.provider.name if ctx.provider else dep.provider, ctx.route,
             usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
             (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
-            cost, ctx.status or 500, end - (perf_counter() - ctx.started), end, metadata,
+            cost, ctx.status or 500, self._text(end - (perf_counter() - ctx.started)), self._text(end), metadata,
         ))
 
     def _key_spend(self, ctx: "RequestContext", grant: Grant) -> float | None:

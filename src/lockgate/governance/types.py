@@ -71,8 +71,9 @@ class Principal:
 class SpendRecord(NamedTuple):
     """One model request's accounting, journaled before the answer completes.
 
-    A tuple in the column order of ``spend_logs`` (cheap to build on the request path, journaled as
-    one JSON array, bound as one row); times are epoch seconds (UTC)."""
+    The ``spend_logs`` row itself, in column order and in the embedded database's own forms: times as
+    UTC text (``YYYY-MM-DD HH:MM:SS.ffffff``, SQLAlchemy's SQLite form), metadata as JSON text.  Cheap
+    to build on the request path, journaled as one JSON array, bound to the SQLite insert as it is."""
 
     request_id: str
     api_key: str | None  # token hash, never the raw key
@@ -90,9 +91,9 @@ class SpendRecord(NamedTuple):
     cached_tokens: int
     spend: float
     status: int
-    start_time: float
-    end_time: float
-    metadata: dict[str, Any] | None = None
+    start_time: str
+    end_time: str
+    metadata: str = "{}"
 
 
 class Store(Protocol):

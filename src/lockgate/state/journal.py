@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from ..governance.types import SpendRecord
+from .timetext import utc_text
 
 _DT_FIELDS = ("start_time", "end_time")
 
@@ -36,9 +37,10 @@ def decode(line: bytes) -> SpendRecord:
     data = orjson.loads(line)
     if isinstance(data, list):
         return SpendRecord(*data)
-    # the first journal format (one JSON object a line, ISO times): still replayed
+    # the first journal format (one JSON object a line, ISO times, metadata as an object): still replayed
     for name in _DT_FIELDS:
-        data[name] = datetime.fromisoformat(data[name]).timestamp()
+        data[name] = utc_text(datetime.fromisoformat(data[name]))
+    data["metadata"] = orjson.dumps(data.get("metadata") or {}).decode()
     return SpendRecord(**data)
 
 

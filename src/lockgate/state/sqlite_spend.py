@@ -17,48 +17,17 @@ import os
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..governance.types import SpendRecord
+from .timetext import utc_text
 
 COLUMNS = ("request_id", "api_key", "user_id", "team_id", "organization_id", "end_user", "model_group", "model",
            "deployment_id", "provider", "route", "prompt_tokens", "completion_tokens", "cached_tokens", "spend",
            "status", "start_time", "end_time", "metadata")
 CHUNK = 500  # ids per lookup (SQLite's default limit of bound variables is far above)
 INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-
-
-def text_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text form (naive UTC), so ORM reads parse it."""
-    if value.tzinfo is not None:
-        if value.utcoffset():
-            value = value.astimezone(timezone.utc)
-        return value.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
-    return value.isoformat(" ", "microseconds")
-
-
-class EpochText:
-    """Epoch seconds -> ``text_time`` form; the date-and-second part is formatted once per second."""
-
-    __slots__ = ("_second", "_prefix")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
-
-    def __call__(self, epoch: float) -> str:
-        second = int(epoch // 1)
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-            self._second = second
-        micro = round((epoch - second) * 1_000_000)
-        if micro >= 1_000_000:  # rounded up into the next second
-            return text_time(datetime.fromtimestamp(second + 1, timezone.utc))
-        return "%s.%06d" % (self._prefix, micro)
 
 
 BACKGROUND_NICE = 10
@@ -81,7 +50,6 @@ class SQLiteSpend:
         self.updated_at = updated_at  # table -> has an updated_at column
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_lower_priority)
-        self._text = EpochText()  # used in that thread only
 
     async def apply(self, records: list[SpendRecord], fresh: bool = False) -> int:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, records, fresh)
@@ -109,16 +77,13 @@ class SQLiteSpend:
         unique: dict[str, SpendRecord] = {}
         for record in records:
             unique.setdefault(record.request_id, record)
-        rows = [self._row(r) for r in unique.values()]
+        rows = list(unique.values())  # a SpendRecord is the row, in column order
         if fresh:
             try:
                 return self._apply_rows(unique, rows, False)
             except sqlite3.IntegrityError:  # an id was there after all: the checked path below
                 pass
         return self._apply_rows(unique, rows, True)
-
-    def _row(self, r: SpendRecord) -> tuple[Any, ...]:
-        return (*r[:16], self._text(r.start_time), self._text(r.end_time), orjson.dumps(r.metadata or {}).decode())
 
     def _apply_rows(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]], check: bool) -> int:
         conn = self._connect()
@@ -137,7 +102,7 @@ class SQLiteSpend:
             conn.executemany(INSERT, rows)  # unchecked: a stored id raises IntegrityError, rolled back
             new = [unique[row[0]] for row in rows]
             totals = self.totals(new)
-            now = text_time(totals.now)
+            now = utc_text(totals.now)
             for customer in totals.customers:  # end users are created on first spend, as LiteLLM does
                 conn.execute("INSERT INTO customers (user_id, spend, models, metadata, blocked, created_at, updated_at) "
                              "VALUES (?, 0.0, '[]', '{}', 0, ?, ?) ON CONFLICT (user_id) DO NOTHING",

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..governance.types import Entity, KeyRecord, Limits, Principal, SpendRecord
 from . import durations, migrate, sqlite_spend
+from .timetext import parse_utc_text
 from .models import (
     AuditLog, Base, Customer, Key, KeyModelSpend, Organization, ProxyBudget, SpendLog, Team, TeamMember, User,
 )
@@ -112,8 +113,6 @@ def key_record_of(row: Key, model_spend: dict[str, float]) -> KeyRecord:
 
 
 
-def _naive_utc_of(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, timezone.utc).replace(tzinfo=None)
 
 
 TABLE_MODELS: dict[str, type[Base]] = {model.__tablename__: model for model, _pk in KINDS.values()}
@@ -251,8 +250,8 @@ class SQLStore:
                  "model": r.model, "deployment_id": r.deployment_id, "provider": r.provider, "route": r.route,
                  "prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
                  "cached_tokens": r.cached_tokens, "spend": r.spend, "status": r.status,
-                 "start_time": _naive_utc_of(r.start_time), "end_time": _naive_utc_of(r.end_time),
-                 "metadata": r.metadata or {}} for r in unique.values()]
+                 "start_time": parse_utc_text(r.start_time), "end_time": parse_utc_text(r.end_time),
+                 "metadata": orjson.loads(r.metadata)} for r in unique.values()]
         inserted = set((await s.execute(stmt, rows)).scalars().all())
         return [unique[rid] for rid in inserted]
 
@@ -268,7 +267,7 @@ class SQLStore:
     @staticmethod
     def _spend_row(r: SpendRecord) -> tuple[Any, ...]:
         """PostgreSQL's row: naive UTC times, as ``UTCDateTime`` stores them."""
-        return (*r[:16], _naive_utc_of(r.start_time), _naive_utc_of(r.end_time), orjson.dumps(r.metadata or {}).decode())
+        return (*r[:16], parse_utc_text(r.start_time), parse_utc_text(r.end_time), r.metadata)
 
     def _insert(self, model: type[Base]) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
