@@ -122,6 +122,33 @@ async def test_a_new_database_gets_the_schema_the_migrations_build(backend, tmp_
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+async def test_upgrading_from_0001_keeps_spend_rows_and_drops_the_per_request_indexes(backend, tmp_path):
+    """A database created by an earlier release (revision 0001) is migrated at start, rows kept."""
+    from lockgate.state.db import create_engine
+
+    with database_for(backend, tmp_path) as url:
+        engine = create_engine(normalize_url(url))
+        try:
+            await migrate.run_alembic(engine, "0001")
+            async with engine.begin() as conn:
+                before = {i["name"] for i in await conn.run_sync(lambda c: inspect(c).get_indexes("spend_logs"))}
+                await conn.execute(text(
+                    "INSERT INTO spend_logs (request_id, api_key, model_group, route, prompt_tokens, completion_tokens,"
+                    " cached_tokens, spend, status, start_time, end_time, metadata) VALUES ('r1', 'k', 'gpt', 'chat',"
+                    " 1, 2, 0, 0.5, 200, '2026-01-01 00:00:00', '2026-01-01 00:00:01', '{}')"))
+            assert "ix_spend_logs_api_key" in before
+            await migrate.upgrade(engine)
+            assert await migrate.current(engine) == migrate.HEAD
+            async with engine.connect() as conn:
+                after = {i["name"] for i in await conn.run_sync(lambda c: inspect(c).get_indexes("spend_logs"))}
+                rows = (await conn.execute(text("SELECT request_id, spend FROM spend_logs"))).all()
+            assert after == {"ix_spend_logs_start_time"}
+            assert [tuple(r) for r in rows] == [("r1", 0.5)]
+        finally:
+            await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_creating_a_new_database_is_all_or_nothing(backend, tmp_path, monkeypatch):
     from lockgate.state.db import create_engine
 
