@@ -110,10 +110,8 @@ def _delay(router, ctx: RequestContext, group: str, tried: set[str], failed_id: 
 
 def _too_long_for(router, group: str, ctx: RequestContext) -> bool:  # noqa: ANN001
     """True when every deployment of the group declares max_input_tokens and the prompt exceeds them all."""
-    limits = [d.model_info.get("max_input_tokens") for d in router.deployments(group)]
-    if not limits or any(limit is None for limit in limits):
-        return False
-    return estimate_tokens(ctx.body) > max(int(limit) for limit in limits)
+    limit = router.context_limit(group)
+    return limit is not None and estimate_tokens(ctx.body) > limit
 
 
 def _context_error(group: str) -> LockgateError:

@@ -55,6 +55,7 @@ class Router:
         self.rng = random.Random()
         self.shared: Any = None  # shared.SharedStats when Redis is configured
         self._derived: dict[str, list["Deployment"]] = {}
+        self._context_limits: dict[str, tuple[list["Deployment"], int | None]] = {}
 
     # ------------------------------------------------------------ names
 
@@ -79,6 +80,18 @@ class Router:
                     self._derived[group] = derived
                 return derived
         raise NotFound(f"model {group!r} is not served by this gateway; GET /v1/models lists the models")
+
+    def context_limit(self, group: str) -> int | None:
+        """The largest ``max_input_tokens`` of the group's deployments; None when one of them sets none."""
+        deps = self.deployments(group)
+        cached = self._context_limits.get(group)
+        if cached is not None and cached[0] is deps:
+            return cached[1]
+        limits = [d.model_info.get("max_input_tokens") for d in deps]
+        limit = None if not limits or any(v is None for v in limits) else max(int(v) for v in limits)
+        if len(self._context_limits) < 10_000:  # bounded, like the wildcard groups above
+            self._context_limits[group] = (deps, limit)
+        return limit
 
     def fallback_groups(self, group: str, kind: str | None, requested: list[str] | None) -> list[str]:
         """Groups to try after ``group`` for a failure of ``kind`` (None: proactive context check)."""

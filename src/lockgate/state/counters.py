@@ -106,11 +106,11 @@ class LocalCounters:
                     failed = i
             elif kind == PARALLEL_KIND:
                 slots = self._slots.get(it.key)
-                if slots:
-                    expired = [rid for rid, until in slots.items() if until <= now]
-                    for rid in expired:
-                        del slots[rid]
                 current = float(len(slots)) if slots else 0.0
+                if slots and current + 1 > it.limit:  # at the limit: leases that ran out free their slots
+                    for rid in [rid for rid, until in slots.items() if until <= now]:
+                        del slots[rid]
+                    current = float(len(slots))
                 values.append(current)
                 if failed < 0 and current + 1 > it.limit:
                     failed = i
