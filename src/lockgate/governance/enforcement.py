@@ -280,29 +280,12 @@ class Governance:
         now = time()
         tokens_needed = False
         if isinstance(p, Principal):
-            key = p.key
-            kid = "k:" + key.token_hash
-            tokens_needed |= _limit_items(items, kid, "key", key.limits)
-            rpm = key.model_rpm_limit.get(model)
-            if rpm is not None:
-                items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:rpm", rpm, 1, f"key rpm limit for model {model}", "requests"))
-            tpm = key.model_tpm_limit.get(model)
-            if tpm is not None:
-                items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:tpm", tpm, 0, f"key tpm limit for model {model}", "tokens"))
-                tokens_needed = True
-            if _budget_item(items, kid, "key budget", key.limits, key.limits.spend, now):
-                grant.key_budget_index = len(items) - 1
-            mb = key.model_max_budget.get(model)
-            if mb is not None:
-                mlim = Limits(max_budget=mb, budget_duration=key.limits.budget_duration,
-                              budget_reset_at=key.limits.budget_reset_at)
-                _budget_item(items, f"{kid}:m:{model}", f"key budget for model {model}", mlim,
-                             key.model_spend.get(model, 0.0), now)
-            for label, ent in (("user", p.user), ("team", p.team), ("organization", p.organization)):
-                if ent is not None:
-                    eid = f"{label[0]}:{ent.id}"
-                    tokens_needed |= _limit_items(items, eid, label, ent.limits)
-                    _budget_item(items, eid, f"{label} budget", ent.limits, ent.limits.spend, now)
+            plan = p.plans.get(model)
+            if plan is None or plan[2] <= now:
+                plan = p.plans[model] = _principal_plan(p, model, now)
+            items.extend(plan[0])
+            grant.key_budget_index = plan[1]
+            tokens_needed = plan[3]
         end_user = ctx.body.get("user")
         if isinstance(end_user, str) and end_user and self.store is not None:
             customer = self.customers._entries.get(end_user)  # loaded by authorize
@@ -322,10 +305,10 @@ class Governance:
                                   "tokens"))
                 tokens_needed = True
         if tokens_needed:
-            grant.estimate = estimate_tokens(ctx.body)
-            for it in items:
-                if it.header == "tokens":
-                    it.amount = grant.estimate
+            grant.estimate = estimate = estimate_tokens(ctx.body)
+            for i, it in enumerate(items):
+                if it.header == "tokens":  # a copy: the plan's items are shared by concurrent requests
+                    items[i] = Item(it.kind, it.key, it.limit, estimate, it.label, it.header)
         return items
 
     # ------------------------------------------------------------------ finish / account
@@ -416,6 +399,40 @@ def estimate_tokens(body: dict[str, Any]) -> int:
     return chars // 4 + (out if isinstance(out, int) else 0)
 
 
+def _principal_plan(p: Principal, model: str, now: float) -> tuple[list[Item], int, float, bool]:
+    """The counters of a virtual key and the entities above it for ``model``: (items, index of the key
+    budget or -1, time the plan must be rebuilt (a budget period ends), whether token windows are in)."""
+    items: list[Item] = []
+    key = p.key
+    kid = "k:" + key.token_hash
+    tokens = _limit_items(items, kid, "key", key.limits)
+    rpm = key.model_rpm_limit.get(model)
+    if rpm is not None:
+        items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:rpm", rpm, 1, f"key rpm limit for model {model}", "requests"))
+    tpm = key.model_tpm_limit.get(model)
+    if tpm is not None:
+        items.append(Item(WINDOW_KIND, f"{kid}:m:{model}:tpm", tpm, 0, f"key tpm limit for model {model}", "tokens"))
+        tokens = True
+    ends: list[float] = []
+    key_budget_index = -1
+    end = _budget_item(items, kid, "key budget", key.limits, key.limits.spend, now)
+    if end is not None:
+        key_budget_index = len(items) - 1
+        ends.append(end)
+    mb = key.model_max_budget.get(model)
+    if mb is not None:
+        mlim = Limits(max_budget=mb, budget_duration=key.limits.budget_duration,
+                      budget_reset_at=key.limits.budget_reset_at)
+        ends.append(_budget_item(items, f"{kid}:m:{model}", f"key budget for model {model}", mlim,
+                                 key.model_spend.get(model, 0.0), now) or math.inf)
+    for label, ent in (("user", p.user), ("team", p.team), ("organization", p.organization)):
+        if ent is not None:
+            eid = f"{label[0]}:{ent.id}"
+            tokens |= _limit_items(items, eid, label, ent.limits)
+            ends.append(_budget_item(items, eid, f"{label} budget", ent.limits, ent.limits.spend, now) or math.inf)
+    return items, key_budget_index, min(ends, default=math.inf), tokens
+
+
 def _limit_items(items: list[Item], eid: str, label: str, limits: Limits) -> bool:
     tokens = False
     if limits.rpm_limit is not None:
@@ -429,12 +446,13 @@ def _limit_items(items: list[Item], eid: str, label: str, limits: Limits) -> boo
     return tokens
 
 
-def _budget_item(items: list[Item], eid: str, label: str, limits: Limits, spend: float, now: float) -> bool:
+def _budget_item(items: list[Item], eid: str, label: str, limits: Limits, spend: float, now: float) -> float | None:
+    """Append the budget's item; returns when its period ends (inf: never), None when there is no budget."""
     if limits.max_budget is None:
-        return False
+        return None
     reset = limits.budget_reset_at
     if reset is None:
-        period = "0"
+        period, at = "0", math.inf
     else:
         at = reset.timestamp() if reset.tzinfo else reset.replace(tzinfo=UTC).timestamp()
         if at <= now and limits.budget_duration:
@@ -445,8 +463,10 @@ def _budget_item(items: list[Item], eid: str, label: str, limits: Limits, spend:
             at = durations.next_reset_after(aware, limits.budget_duration, datetime.fromtimestamp(now, UTC)).timestamp()
             spend = 0.0
         period = str(int(at))
+        if at <= now:  # overdue without a duration: the same period for good
+            at = math.inf
     items.append(Item(BUDGET_KIND, f"{eid}:spend:{period}", limits.max_budget, spend, label))
-    return True
+    return at
 
 
 def _group_limits(groups: dict[str, list[Any]]) -> dict[str, list[tuple[str, int]]]:

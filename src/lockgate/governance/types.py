@@ -66,6 +66,9 @@ class Principal:
     team: Entity | None = None
     organization: Entity | None = None
     is_master: bool = False
+    # model -> admission plan (governance.enforcement: this principal's counters for that model, cached
+    # for the life of this snapshot, until a budget period ends)
+    plans: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 class SpendRecord(NamedTuple):

@@ -1,0 +1,59 @@
+"""Admission plans: a virtual key's counters are built once per model and rebuilt when a budget period ends."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+from lockgate.config import Settings
+from lockgate.context import RequestContext
+from lockgate.dialects import openai_chat
+from lockgate.governance import enforcement
+from lockgate.governance.enforcement import Governance, Grant
+from lockgate.governance.types import Entity, KeyRecord, Limits, Principal
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def governance() -> Governance:
+    gw = SimpleNamespace(settings=Settings(deployments=[], master_key="sk-master"), groups={})
+    return Governance(gw)  # type: ignore[arg-type]
+
+
+def items_for(gov: Governance, principal: Principal, model: str = "gpt", body: dict | None = None):
+    ctx = RequestContext(request_id="r", route="chat", dialect=openai_chat, headers={})
+    ctx.principal, ctx.model, ctx.body = principal, model, body or {"messages": [{"role": "user", "content": "hi"}]}
+    grant = Grant(gov)
+    return gov._items(ctx, grant), grant
+
+
+def test_plan_is_reused_and_token_items_are_per_request(monkeypatch):
+    monkeypatch.setattr(enforcement, "time", lambda: T0.timestamp())
+    key = KeyRecord(token_hash="h" * 64, limits=Limits(rpm_limit=5, tpm_limit=100, max_budget=1.0))
+    p = Principal(key=key, team=Entity(kind="team", id="t1", limits=Limits(max_budget=9.0)))
+    gov = governance()
+    first, g1 = items_for(gov, p, body={"messages": [{"role": "user", "content": "x" * 400}]})
+    second, g2 = items_for(gov, p)
+    assert [it.key for it in first] == [it.key for it in second] == [
+        "k:" + "h" * 64 + ":rpm", "k:" + "h" * 64 + ":tpm", "k:" + "h" * 64 + ":spend:0", "t:t1:spend:0"]
+    assert len(p.plans) == 1 and g1.key_budget_index == g2.key_budget_index == 2
+    assert first[0] is second[0]  # shared: nothing per request in it
+    tpm1, tpm2 = first[1], second[1]
+    assert tpm1 is not tpm2 and tpm1.amount == g1.estimate > tpm2.amount == g2.estimate > 0
+    assert p.plans["gpt"][0][1].amount == 0  # the shared template was not touched
+
+
+def test_plan_is_rebuilt_when_a_budget_period_ends(monkeypatch):
+    now = [T0.timestamp()]
+    monkeypatch.setattr(enforcement, "time", lambda: now[0])
+    reset = T0 + timedelta(hours=1)
+    key = KeyRecord(token_hash="h" * 64, limits=Limits(max_budget=1.0, budget_duration="1h", budget_reset_at=reset,
+                                                         spend=0.4))
+    p = Principal(key=key)
+    gov = governance()
+    before, _ = items_for(gov, p)
+    assert before[0].key.endswith(f":spend:{int(reset.timestamp())}") and before[0].amount == 0.4
+    now[0] = reset.timestamp() + 1  # the period ended; storage has not reset it yet
+    after, _ = items_for(gov, p)
+    assert after[0].key.endswith(f":spend:{int((reset + timedelta(hours=1)).timestamp())}")
+    assert after[0].amount == 0.0  # the next period starts from nothing
