@@ -57,3 +57,18 @@ def test_plan_is_rebuilt_when_a_budget_period_ends(monkeypatch):
     after, _ = items_for(gov, p)
     assert after[0].key.endswith(f":spend:{int((reset + timedelta(hours=1)).timestamp())}")
     assert after[0].amount == 0.0  # the next period starts from nothing
+
+
+def test_ratelimit_headers_report_the_window_with_the_least_left():
+    from lockgate.state.counters import BUDGET_KIND, WINDOW_KIND, Admission, Item
+
+    items = [Item(WINDOW_KIND, "k:rpm", 10, 1, "key rpm limit", "requests"),
+             Item(WINDOW_KIND, "t:rpm", 5, 1, "team rpm limit", "requests"),
+             Item(WINDOW_KIND, "k:tpm", 100, 30, "key tpm limit", "tokens"),
+             Item(BUDGET_KIND, "k:spend:0", 1.0, 0.0, "key budget")]
+    adm = Admission(True, -1, [3, 4, 130, 0.2], reset=12.2)
+    assert dict(enforcement._ratelimit_headers(items, adm)) == {
+        b"x-ratelimit-limit-requests": b"5", b"x-ratelimit-remaining-requests": b"1",
+        b"x-ratelimit-reset-requests": b"13s", b"x-ratelimit-limit-tokens": b"100",
+        b"x-ratelimit-remaining-tokens": b"0", b"x-ratelimit-reset-tokens": b"13s"}
+    assert enforcement._ratelimit_headers(items[3:], adm) == []

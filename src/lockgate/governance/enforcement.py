@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import logging
 import math
+from functools import lru_cache
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -343,7 +344,7 @@ class Governance:
             key = p.key
             api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
             org_id = key.organization_id or (p.organization.id if p.organization else None)
-            metadata = orjson.dumps({"stream": ctx.stream, "key_alias": key.key_alias}).decode()
+            metadata = _key_metadata(key.key_alias, ctx.stream)
         else:
             api_key, user_id, team_id, org_id = self.master_hash, None, None, None
             metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
@@ -397,6 +398,11 @@ def estimate_tokens(body: dict[str, Any]) -> int:
         chars += len(orjson.dumps(body["system"]))
     out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
     return chars // 4 + (out if isinstance(out, int) else 0)
+
+
+@lru_cache(maxsize=4096)
+def _key_metadata(key_alias: str | None, stream: bool) -> str:
+    return orjson.dumps({"stream": stream, "key_alias": key_alias}).decode()
 
 
 def _principal_plan(p: Principal, model: str, now: float) -> tuple[list[Item], int, float, bool]:
@@ -484,23 +490,29 @@ def _group_limits(groups: dict[str, list[Any]]) -> dict[str, list[tuple[str, int
 
 
 def _ratelimit_headers(items: list[Item], adm: Admission) -> list[tuple[bytes, bytes]]:
-    best: dict[str, tuple[float, float]] = {}
+    """x-ratelimit-{limit,remaining,reset}-{requests,tokens}: of each kind, the window with the least left."""
+    requests = tokens = None  # (limit, remaining)
+    values = adm.values
     for i, it in enumerate(items):
-        if it.header is None:
+        header = it.header
+        if header is None:
             continue
-        remaining = max(0.0, it.limit - adm.values[i])
-        current = best.get(it.header)
-        if current is None or remaining < current[1]:
-            best[it.header] = (it.limit, remaining)
+        remaining = it.limit - values[i]
+        if remaining < 0:
+            remaining = 0.0
+        if header == "requests":
+            if requests is None or remaining < requests[1]:
+                requests = (it.limit, remaining)
+        elif tokens is None or remaining < tokens[1]:
+            tokens = (it.limit, remaining)
     reset = b"%ds" % max(1, math.ceil(adm.reset))
     out = []
-    for header, (limit, remaining) in best.items():
-        h = header.encode()
-        out += [
-            (b"x-ratelimit-limit-" + h, b"%d" % limit),
-            (b"x-ratelimit-remaining-" + h, b"%d" % remaining),
-            (b"x-ratelimit-reset-" + h, reset),
-        ]
+    if requests is not None:
+        out += [(b"x-ratelimit-limit-requests", b"%d" % requests[0]),
+                (b"x-ratelimit-remaining-requests", b"%d" % requests[1]), (b"x-ratelimit-reset-requests", reset)]
+    if tokens is not None:
+        out += [(b"x-ratelimit-limit-tokens", b"%d" % tokens[0]),
+                (b"x-ratelimit-remaining-tokens", b"%d" % tokens[1]), (b"x-ratelimit-reset-tokens", reset)]
     return out
 
 
