@@ -72,3 +72,19 @@ def test_ratelimit_headers_report_the_window_with_the_least_left():
         b"x-ratelimit-reset-requests": b"13s", b"x-ratelimit-limit-tokens": b"100",
         b"x-ratelimit-remaining-tokens": b"0", b"x-ratelimit-reset-tokens": b"13s"}
     assert enforcement._ratelimit_headers(items[3:], adm) == []
+
+
+async def test_budget_tick_drops_cached_keys_only_after_a_reset():
+    class Store:
+        def __init__(self) -> None:
+            self.due = 0
+
+        async def reset_due_budgets(self, now):  # noqa: ANN001, ANN202
+            return self.due
+
+    gov = governance()
+    gov.store = Store()
+    gov.keys._entries["h"] = (float("inf"), "principal")
+    assert await gov.reset_budgets_once() == 0 and "h" in gov.keys._entries  # nothing reset: cache kept
+    gov.store.due = 2
+    assert await gov.reset_budgets_once() == 2 and "h" not in gov.keys._entries

@@ -252,7 +252,7 @@ async def test_budget_reset_after_downtime_keeps_the_schedule(store):
         row.budget_reset_at = T0
 
     now = T0 + timedelta(days=43, hours=3, minutes=30)  # down from Jan 31 to Mar 15
-    await store.reset_due_budgets(now)
+    assert await store.reset_due_budgets(now) == 3  # the key, the user and the proxy budget
 
     key = (await store.principal_for_key("k" * 64)).key
     assert key.limits.spend == 0.0 and key.model_spend == {"gpt": 0.0}
@@ -265,7 +265,7 @@ async def test_budget_reset_after_downtime_keeps_the_schedule(store):
     budget = await store.proxy_budget()
     assert budget.spend == 0.0 and budget.budget_reset_at == T0 + timedelta(days=44)
 
-    await store.reset_due_budgets(now)  # nothing more is due
+    assert await store.reset_due_budgets(now) == 0  # nothing more is due
     assert (await store.get("team", "team-a"))["spend"] == pytest.approx(5.0)
 
 

@@ -191,17 +191,25 @@ class Governance:
         while True:
             await asyncio.sleep(self.reset_interval)
             try:
-                await self.store.reset_due_budgets(datetime.now(UTC))
-                if hasattr(self.store, "proxy_budget"):
-                    self.proxy = await self.store.proxy_budget()
-                self.keys.invalidate()  # new budget_reset_at values -> new running-spend counters
-                self.customers.invalidate()
-                if isinstance(self.counters, LocalCounters):
-                    self.counters.prune()
+                await self.reset_budgets_once()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
                 log.warning("budget reset failed (%s)", type(exc).__name__)
+
+    async def reset_budgets_once(self) -> int:
+        """One tick of the budget loop.  Cached keys are dropped only when a budget was reset (a period
+        that ended is already counted from 0 by ``_budget_item``; dropping every key each tick made all
+        of them reload from the database every 10 s)."""
+        reset = await self.store.reset_due_budgets(datetime.now(UTC))
+        if hasattr(self.store, "proxy_budget"):
+            self.proxy = await self.store.proxy_budget()
+        if reset:
+            self.keys.invalidate()  # new budget_reset_at values -> new running-spend counters
+            self.customers.invalidate()
+        if isinstance(self.counters, LocalCounters):
+            self.counters.prune()
+        return reset
 
     async def _load_principal(self, token_hash: str) -> Principal | None:
         return await self.store.principal_for_key(token_hash)

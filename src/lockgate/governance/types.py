@@ -113,6 +113,7 @@ class Store(Protocol):
         caller knows these records were never applied (a hint that may skip the id check)."""
         ...
 
-    async def reset_due_budgets(self, now: datetime) -> None:
-        """Set spend to 0 and advance budget_reset_at for every entity whose reset time passed."""
+    async def reset_due_budgets(self, now: datetime) -> int:
+        """Set spend to 0 and advance budget_reset_at for every entity whose reset time passed; returns
+        how many were reset."""
         ...

@@ -311,7 +311,9 @@ class SQLStore:
                                 .values(spend=ProxyBudget.spend + totals.total))
             return len(new)
 
-    async def reset_due_budgets(self, now: datetime) -> None:
+    async def reset_due_budgets(self, now: datetime) -> int:
+        """Reset every budget whose period ended; returns how many (keys, users, teams, ..., proxy) were reset."""
+        done = 0
         async with self.sessions.begin() as s:
             for kind, (model, pk_name) in KINDS.items():
                 pk = getattr(model, pk_name)
@@ -327,6 +329,7 @@ class SQLStore:
                     guard = model.budget_reset_at.is_(None) if reset_at is None else model.budget_reset_at == reset_at
                     res = await s.execute(update(model).where(pk == ident, guard)
                                           .values(spend=0.0, budget_reset_at=nxt))
+                    done += res.rowcount or 0
                     if kind == "key" and res.rowcount:
                         await s.execute(update(KeyModelSpend).where(KeyModelSpend.token_hash == ident)
                                         .values(spend=0.0))
@@ -334,9 +337,12 @@ class SQLStore:
             if row and row.budget_duration and durations.is_valid(row.budget_duration):
                 if row.budget_reset_at is None:
                     row.budget_reset_at = durations.add(now, row.budget_duration)
+                    done += 1
                 elif row.budget_reset_at <= now:
                     row.spend = 0.0
                     row.budget_reset_at = durations.next_reset_after(row.budget_reset_at, row.budget_duration, now)
+                    done += 1
+        return done
 
     # ----------------------------------------------------------------- management CRUD
 
