@@ -60,7 +60,7 @@ class Journal:
 
     # -- hot path
     def append(self, record: SpendRecord) -> None:
-        data = orjson.dumps(tuple(record), option=orjson.OPT_APPEND_NEWLINE)
+        data = encode(record)
         os.write(self.fd, data)
         self.size += len(data)
 

@@ -91,10 +91,8 @@ class SpendWriter:
             else:
                 self._memory = None
         self._pending_count += 1
-        if self._pending_count == 1 or self._pending_count >= self.batch_size:
-            waiter = self._waiter  # the first record wakes an idle writer; a full batch, a gathering one
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        if self._waiter is not None and (self._pending_count == 1 or self._pending_count >= self.batch_size):
+            _wake(self._waiter)  # the first record wakes an idle writer; a full batch, a gathering one
 
     # -- background
     async def _run(self) -> None:
