@@ -1,43 +1,67 @@
 """In-process TTL cache over a store lookup, with negative caching and request coalescing.
 
-An entry lives ``ttl`` seconds (found or not found).  ``invalidate()`` drops
-entries and bumps a generation number, so a lookup that was in flight when
-the invalidation arrived does not put its (possibly stale) answer back.
+An entry is fresh for ``ttl`` seconds (found or not found).  For ``grace`` seconds after that it is
+still answered while one background lookup refreshes it, so a busy key never makes its requests wait
+for the database; older entries are looked up while the caller waits.  ``invalidate()`` drops entries
+and bumps a generation number, so a lookup that was in flight when the invalidation arrived does not
+put its (possibly stale) answer back: a dropped entry is looked up again, never answered stale.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
+log = logging.getLogger("lockgate.governance")
+
 
 class TTLCache(Generic[T]):
-    def __init__(self, loader: Callable[[str], Awaitable[T | None]], ttl: float, max_entries: int = 100_000) -> None:
+    def __init__(self, loader: Callable[[str], Awaitable[T | None]], ttl: float, max_entries: int = 100_000,
+                 grace: float | None = None) -> None:
         self.loader = loader
         self.ttl = ttl
+        self.grace = ttl if grace is None else grace
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, T | None]] = {}
+        self._entries: dict[str, tuple[float, T | None]] = {}  # ident -> (fresh until, value)
         self._inflight: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()  # background refreshes (kept referenced)
         self._generation = 0
         self.hits = 0
         self.misses = 0
 
     async def get(self, ident: str) -> T | None:
         entry = self._entries.get(ident)
-        if entry is not None and entry[0] > monotonic():
-            self.hits += 1
-            return entry[1]
+        if entry is not None:
+            now = monotonic()
+            if entry[0] > now:
+                self.hits += 1
+                return entry[1]
+            if entry[0] + self.grace > now:  # stale: answered while one refresh runs in the background
+                self.hits += 1
+                if ident not in self._inflight:
+                    task = asyncio.get_running_loop().create_task(self._refresh(ident, *self._start(ident)))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                return entry[1]
         pending = self._inflight.get(ident)
         if pending is not None:
             return await asyncio.shield(pending)
         self.misses += 1
+        return await self._load(ident, *self._start(ident))
+
+    def _start(self, ident: str) -> tuple["asyncio.Future[Any]", int]:
+        """Mark a lookup of ``ident`` in flight (before it runs: later callers join it); an invalidation
+        from now on discards its answer."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[ident] = future
-        generation = self._generation
+        return future, self._generation
+
+    async def _load(self, ident: str, future: "asyncio.Future[Any]", generation: int) -> T | None:
         try:
             value = await self.loader(ident)
         except BaseException as exc:
@@ -45,7 +69,8 @@ class TTLCache(Generic[T]):
             future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
-            self._inflight.pop(ident, None)
+            if self._inflight.get(ident) is future:  # not a newer lookup started after an invalidation
+                del self._inflight[ident]
         if generation == self._generation:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # bounded memory under a flood of random keys
@@ -53,13 +78,21 @@ class TTLCache(Generic[T]):
         future.set_result(value)
         return value
 
+    async def _refresh(self, ident: str, future: "asyncio.Future[Any]", generation: int) -> None:
+        try:
+            await self._load(ident, future, generation)
+        except Exception as exc:  # noqa: BLE001 - the stale entry serves until its grace ends, then callers wait
+            log.warning("refreshing a cached entry failed (%s)", type(exc).__name__)
+
     def invalidate(self, ident: str | None = None) -> None:
         """Drop one entry, or every entry when ``ident`` is None."""
         self._generation += 1
         if ident is None:
             self._entries.clear()
+            self._inflight.clear()  # lookups in flight may have read the old state: nobody joins them
         else:
             self._entries.pop(ident, None)
+            self._inflight.pop(ident, None)
 
     def __len__(self) -> int:
         return len(self._entries)
