@@ -80,17 +80,17 @@ class SQLiteSpend:
         rows = list(unique.values())  # a SpendRecord is the row, in column order
         if fresh:
             try:
-                return self._apply_rows(unique, rows, False)
+                return self._apply_rows(rows, False)
             except sqlite3.IntegrityError:  # an id was there after all: the checked path below
                 pass
-        return self._apply_rows(unique, rows, True)
+        return self._apply_rows(rows, True)
 
-    def _apply_rows(self, unique: dict[str, SpendRecord], rows: list[tuple[Any, ...]], check: bool) -> int:
+    def _apply_rows(self, rows: list[SpendRecord], check: bool) -> int:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: nobody inserts these ids meanwhile
         try:
             if check:  # a replay after a crash between apply and checkpoint: skip ids already stored
-                ids = list(unique)
+                ids = [row.request_id for row in rows]
                 present: set[str] = set()
                 for i in range(0, len(ids), CHUNK):
                     part = ids[i:i + CHUNK]
@@ -100,8 +100,7 @@ class SQLiteSpend:
                 if present:
                     rows = [row for row in rows if row[0] not in present]
             conn.executemany(INSERT, rows)  # unchecked: a stored id raises IntegrityError, rolled back
-            new = [unique[row[0]] for row in rows]
-            totals = self.totals(new)
+            totals = self.totals(rows)
             now = utc_text(totals.now)
             for customer in totals.customers:  # end users are created on first spend, as LiteLLM does
                 conn.execute("INSERT INTO customers (user_id, spend, models, metadata, blocked, created_at, updated_at) "
@@ -123,5 +122,5 @@ class SQLiteSpend:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return len(new)
+        return len(rows)
 
