@@ -37,7 +37,7 @@ HOST = "127.0.0.1"
 MASTER_KEY = "sk-bench-master"
 GW_CORE = "0"
 LOAD_CORE = "1"
-ALL_TARGETS = ["direct", "lockgate", "litellm"]
+ALL_TARGETS = ["direct", "forwarder", "lockgate", "litellm"]
 
 GOALS = {  # Lockgate performance targets (added = lockgate minus direct)
     "added_p50_ms": 0.35,
@@ -391,6 +391,12 @@ def gateway_argv(target: str, args, config: str, port: int) -> tuple[list[str], 
     if target == "lockgate":
         return (["taskset", "-c", GW_CORE, args.lockgate_bin, "serve", "--config", config,
                  "--host", HOST, "--port", str(port), "--workers", "1"], env)
+    if target == "forwarder":  # the floor: raw ASGI + pyreqwest, no features (forwarder.py)
+        env["FORWARDER_UPSTREAM"] = f"http://{HOST}:{args.upstream_port}"
+        python = os.path.join(os.path.dirname(args.lockgate_bin), "python")
+        return (["taskset", "-c", GW_CORE, python, "-m", "uvicorn", "forwarder:app", "--app-dir", HERE,
+                 "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+                 "--no-access-log", "--log-level", "warning"], env)
     if target == "litellm":
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
         return (["taskset", "-c", GW_CORE, args.litellm_bin, "--config", config, "--host", HOST,
@@ -606,6 +612,21 @@ def check_goals(r: dict, direct: dict) -> dict:
     return out
 
 
+def over_forwarder(r: dict, fwd: dict) -> dict:
+    """What Lockgate's features cost over the featureless forwarder measured in the same run."""
+    def diff(*keys):
+        a, b = _get(r, *keys), _get(fwd, *keys)
+        return None if a is None or b is None else a - b
+
+    def ratio(*keys):
+        a, b = _get(r, *keys), _get(fwd, *keys)
+        return None if not a or not b else a / b
+
+    return {"p50_c1_ms": diff("c1", "p50_ms"), "p99_c1_ms": diff("c1", "p99_ms"),
+            "ttft_ms": diff("stream_c1", "ttft_p50_ms"), "stream_total_ms": diff("stream_c1", "total_p50_ms"),
+            "rps_ratio": ratio("cN", "rps"), "streamed_rps_ratio": ratio("stream_cN", "rps")}
+
+
 def machine_info() -> dict:
     cpu = None
     try:
@@ -651,7 +672,7 @@ def main() -> int:
     results: dict = {}
     failures: dict = {}
     try:
-        upstream_port = free_port()
+        upstream_port = args.upstream_port = free_port()
         start_nginx(procs, args.workdir, upstream_port)
         print(f"[upstream] nginx on {HOST}:{upstream_port}", flush=True)
         config = os.path.join(args.workdir, "gateway-config.yaml")
@@ -690,6 +711,8 @@ def main() -> int:
     }
     if "lockgate" in results and "direct" in results:
         report["lockgate_goals"] = check_goals(results["lockgate"], results["direct"])
+    if "lockgate" in results and "forwarder" in results:
+        report["lockgate_over_forwarder"] = over_forwarder(results["lockgate"], results["forwarder"])
 
     table = render_table(results, args.connections)
     print()
@@ -708,6 +731,11 @@ def main() -> int:
             sval = "-" if val is None else (f"{val:.3f}" if isinstance(val, float) else str(val))
             mark = {True: "ok", False: "MISS", None: "n/a"}[v["pass"]]
             print(f"  {k:24s} {sval:>10s}  goal {v['goal']:<10s} {mark}")
+    if report.get("lockgate_over_forwarder"):
+        o = report["lockgate_over_forwarder"]
+        print("\nLockgate over the bare forwarder (the floor on this machine):")
+        for k, v in o.items():
+            print(f"  {k:24s} {'-' if v is None else format(v, '+.3f' if k.endswith('_ms') else '.2f'):>10s}")
     report["table_markdown"] = render_table(results, args.connections, markdown=True)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Lockgate benchmark: direct nginx vs Lockgate vs LiteLLM Proxy, same upstream, same run.
 #
-#   bench/run.sh                   # all three targets
-#   bench/run.sh --only lockgate   # direct + lockgate only (skips LiteLLM and its install)
+#   bench/run.sh                   # direct, forwarder, lockgate, litellm
+#   bench/run.sh --only lockgate   # direct + forwarder + lockgate (skips LiteLLM and its install)
 #   bench/run.sh --only litellm    # direct + litellm only
+#   (forwarder: the featureless raw-ASGI + pyreqwest floor, bench/forwarder.py; measured with lockgate)
 #
 # Environment:
 #   BENCH_DURATION        wrk duration per measurement (default 10s)
@@ -20,7 +21,7 @@ set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$BENCH_DIR")"
 COMMAND="bench/run.sh${*:+ $*}"
-TARGETS="direct,lockgate,litellm"
+TARGETS="direct,forwarder,lockgate,litellm"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,14 +29,15 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "--only needs a value (lockgate, litellm, or a comma list)" >&2; exit 2; }
       TARGETS="direct,$2"; shift 2 ;;
     --only=*) TARGETS="direct,${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 for t in ${TARGETS//,/ }; do
-  case "$t" in direct|lockgate|litellm) ;; *) echo "unknown target: $t" >&2; exit 2 ;; esac
+  case "$t" in direct|forwarder|lockgate|litellm) ;; *) echo "unknown target: $t" >&2; exit 2 ;; esac
 done
 want() { [[ ",$TARGETS," == *",$1,"* ]]; }
+if want lockgate && ! want forwarder; then TARGETS="${TARGETS/direct,/direct,forwarder,}"; fi
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
