@@ -106,11 +106,12 @@ class SQLiteSpend:
                 conn.executemany(INSERT, rows[i:i + LOOP_CHUNK])  # a stored id raises IntegrityError
             _add_totals(conn, self.totals(rows), self.updated_at)
             conn.execute("COMMIT")
-        except (sqlite3.Error, asyncio.CancelledError) as exc:
+        except sqlite3.Error:
             self._rollback()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
             return None
+        except BaseException:  # cancelled between chunks (shutdown): the journal keeps the records
+            self._rollback()
+            raise
         finally:
             self._loop_busy = False
         self.loop_rows += len(rows)
@@ -127,12 +128,8 @@ class SQLiteSpend:
 
     def _loop_connection(self) -> sqlite3.Connection:
         if self._loop_conn is None:
-            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=0")  # never wait for a lock on the loop
-            conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in the thread
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA cache_size=-256")
-            self._loop_conn = conn
+            # never waits for a lock on the loop; checkpoints run in the thread
+            self._loop_conn = _open(self.path, busy_ms=0, autocheckpoint=False)
         return self._loop_conn
 
     def _maybe_checkpoint(self) -> None:
@@ -156,12 +153,7 @@ class SQLiteSpend:
     # -- the thread path
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            # appends touch only the right edge of each B-tree: a small page cache (default 2 MB)
-            conn.execute("PRAGMA cache_size=-256")
-            self._conn = conn
+            self._conn = _open(self.path, busy_ms=10_000)
         return self._conn
 
     def _apply(self, records: list[SpendRecord], fresh: bool = False) -> int:
@@ -194,6 +186,17 @@ class SQLiteSpend:
             conn.execute("ROLLBACK")
             raise
         return len(rows)
+
+
+def _open(path: str, busy_ms: int, autocheckpoint: bool = True) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={busy_ms}")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    # appends touch only the right edge of each B-tree: a small page cache (default 2 MB)
+    conn.execute("PRAGMA cache_size=-256")
+    if not autocheckpoint:
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+    return conn
 
 
 def _unique(records: list[SpendRecord]) -> list[SpendRecord]:
