@@ -386,13 +386,13 @@ general_settings: {{master_key: {MASTER_KEY}}}
 # targets
 
 
-def gateway_argv(target: str, args, config: str, port: int) -> tuple[list[str], dict]:
+def gateway_argv(target: str, args, config: str, port: int, upstream_port: int) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if target == "lockgate":
         return (["taskset", "-c", GW_CORE, args.lockgate_bin, "serve", "--config", config,
                  "--host", HOST, "--port", str(port), "--workers", "1"], env)
     if target == "forwarder":  # the floor: raw ASGI + pyreqwest, no features (forwarder.py)
-        env["FORWARDER_UPSTREAM"] = f"http://{HOST}:{args.upstream_port}"
+        env["FORWARDER_UPSTREAM"] = f"http://{HOST}:{upstream_port}"
         python = os.path.join(os.path.dirname(args.lockgate_bin), "python")
         return (["taskset", "-c", GW_CORE, python, "-m", "uvicorn", "forwarder:app", "--app-dir", HERE,
                  "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
@@ -441,7 +441,7 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
         port = free_port()
         path_plain = path_stream = "/v1/chat/completions"
         auth = True
-        argv, env = gateway_argv(target, args, config, port)
+        argv, env = gateway_argv(target, args, config, port, upstream_port)
         print(f"[{target}] starting: {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
         proc = procs.spawn(argv, log_path, env=env, cwd=workdir)
@@ -672,7 +672,7 @@ def main() -> int:
     results: dict = {}
     failures: dict = {}
     try:
-        upstream_port = args.upstream_port = free_port()
+        upstream_port = free_port()
         start_nginx(procs, args.workdir, upstream_port)
         print(f"[upstream] nginx on {HOST}:{upstream_port}", flush=True)
         config = os.path.join(args.workdir, "gateway-config.yaml")
