@@ -124,11 +124,11 @@ async def authorize(gw: Gateway, ctx: RequestContext) -> None:
 
 async def pre_request(gw: Gateway, ctx: RequestContext) -> None:
     """Plugin hooks (guardrails): they may rewrite ``ctx.body``, change the model, or raise to refuse."""
-    asked = ctx.model
+    asked = ctx.model, ctx.body.get("user")
     for hook in gw.hooks.pre_request:
         await hook(gw, ctx)
-    if ctx.model != asked:
-        await authorize(gw, ctx)  # the key must be allowed the model the plugin chose
+    if (ctx.model, ctx.body.get("user")) != asked:
+        await authorize(gw, ctx)  # the model or end user a plugin chose is checked as the client's would be
 
 
 async def admit(gw: Gateway, ctx: RequestContext) -> None:
