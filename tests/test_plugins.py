@@ -319,3 +319,9 @@ async def test_no_callbacks_no_hooks(tmp_path):
     gw = Gateway(config.from_dict({"model_list": []}))
     assert gw.plugins is None and not gw.hooks.pre_request and not gw.hooks.post_response and not gw.hooks.on_error
     await gw.upstream.close()
+
+
+def test_a_plugin_that_cannot_load_stops_the_start(mocks, tmp_path):
+    cfg = {"model_list": _models(mocks), "litellm_settings": {"callbacks": ["nowhere.handler"]}}
+    with pytest.raises(RuntimeError, match=r"callback 'nowhere.handler': cannot import 'nowhere'"):
+        start_gateway(cfg, tmp_path)
