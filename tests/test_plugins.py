@@ -325,3 +325,19 @@ def test_a_plugin_that_cannot_load_stops_the_start(mocks, tmp_path):
     cfg = {"model_list": _models(mocks), "litellm_settings": {"callbacks": ["nowhere.handler"]}}
     with pytest.raises(RuntimeError, match=r"callback 'nowhere.handler': cannot import 'nowhere'"):
         start_gateway(cfg, tmp_path)
+
+
+async def test_a_plugin_listed_twice_gets_each_event_once(tmp_path):
+    shutil.copy(FILES / "recorder.py", tmp_path / "recorder.py")
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps({"model_list": [], "litellm_settings": {
+        "callbacks": ["recorder.recorder"], "success_callback": ["recorder.recorder", "recorder.log_fn"]}}))
+    gw = Gateway(config.load(path))
+    plugins = Plugins(gw)
+    plugins.load()
+    assert [(h.plugin, h.name) for h in plugins.success] == [
+        ("recorder.recorder", "async_log_success_event"), ("recorder.recorder", "async_post_call_success_hook"),
+        ("recorder.log_fn", "log_fn")]
+    assert [h.name for h in plugins.pre_call] == ["async_pre_call_hook"] and not plugins.moderation
+    assert plugins.success[-1].threaded and not plugins.success[0].threaded
+    await gw.upstream.close()

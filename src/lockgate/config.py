@@ -110,7 +110,7 @@ class PluginSettings:
     failure_callbacks: list[str] = field(default_factory=list)  # litellm_settings.failure_callback
     timeout: float = 5.0  # lockgate_settings.callback_timeout: each pre-call / moderation hook
     log_timeout: float = 10.0  # lockgate_settings.callback_log_timeout: each success / failure hook
-    queue_size: int = 10_000  # lockgate_settings.callback_queue_size: events waiting for delivery
+    queue_size: int = 1000  # lockgate_settings.callback_queue_size: finished requests waiting for their events
     workers: int = 4  # lockgate_settings.callback_workers: events delivered at once
 
     @property
@@ -257,7 +257,7 @@ def _plugin_settings(litellm: dict[str, Any], ours: dict[str, Any], warnings: li
             warnings.append(f"not implemented yet, ignored: litellm_settings.{name}: {', '.join(builtin)}")
     opts = PluginSettings(found["callbacks"], found["success_callback"], found["failure_callback"],
                           float(ours.get("callback_timeout", 5)), float(ours.get("callback_log_timeout", 10)),
-                          int(ours.get("callback_queue_size", 10_000)), int(ours.get("callback_workers", 4)))
+                          int(ours.get("callback_queue_size", 1000)), int(ours.get("callback_workers", 4)))
     if opts.timeout <= 0 or opts.log_timeout <= 0 or opts.queue_size < 1 or opts.workers < 1:
         raise ConfigError("lockgate_settings.callback_timeout / callback_log_timeout must be > 0, "
                           "callback_queue_size / callback_workers >= 1")

@@ -142,8 +142,6 @@ class CustomLogger:
 
     def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         """Synchronous variant: run in a worker thread."""
-        return None
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         """Synchronous variant: run in a worker thread."""
-        return None

@@ -46,7 +46,7 @@ def safe_headers(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k not in SECRET_HEADERS}
 
 
-def caller(ctx: "RequestContext", master_hash: str | None) -> UserAPIKeyAuth:
+def caller(ctx: RequestContext, master_hash: str | None) -> UserAPIKeyAuth:
     end_user = ctx.body.get("user")
     end_user = end_user if isinstance(end_user, str) and end_user else None
     p = ctx.principal
@@ -65,12 +65,12 @@ def caller(ctx: "RequestContext", master_hash: str | None) -> UserAPIKeyAuth:
     return UserAPIKeyAuth(end_user_id=end_user)
 
 
-def request_view(ctx: "RequestContext") -> dict[str, Any]:
+def request_view(ctx: RequestContext) -> dict[str, Any]:
     """``data["proxy_server_request"]`` during the pre-call hooks (removed before the call)."""
     return {"route": ctx.route, "method": "POST", "headers": safe_headers(ctx.headers)}
 
 
-def log_kwargs(ctx: "RequestContext", key: UserAPIKeyAuth, error: Exception | None, start: datetime,
+def log_kwargs(ctx: RequestContext, key: UserAPIKeyAuth, error: Exception | None, start: datetime,
                end: datetime) -> dict[str, Any]:
     """The ``kwargs`` of ``async_log_success_event`` / ``async_log_failure_event``."""
     dep, usage = ctx.deployment, ctx.usage or {}
@@ -122,7 +122,7 @@ def log_kwargs(ctx: "RequestContext", key: UserAPIKeyAuth, error: Exception | No
     return kwargs
 
 
-def response_obj(ctx: "RequestContext") -> AttrDict:
+def response_obj(ctx: RequestContext) -> AttrDict:
     """The answer's summary (the answer's content is not kept: it went to the client as it arrived)."""
     usage = ctx.usage or {}
     return AttrDict({

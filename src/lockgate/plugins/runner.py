@@ -16,8 +16,9 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, UTC
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -58,14 +59,15 @@ class Hook:
 class Plugins:
     """The loaded plugins of one gateway; registered into ``gateway.hooks``."""
 
-    gw: "Gateway"
+    gw: Gateway
     pre_call: list[Hook] = field(default_factory=list)
     moderation: list[Hook] = field(default_factory=list)  # run after every pre-call hook, before the call
     success: list[Hook] = field(default_factory=list)
     failure: list[Hook] = field(default_factory=list)
     cache: DualCache = field(default_factory=DualCache)
-    queue: "asyncio.Queue[tuple[RequestContext, Exception | None, float, float]] | None" = None
-    workers: list["asyncio.Task[None]"] = field(default_factory=list)
+    queue: asyncio.Queue[tuple[RequestContext, Exception | None, float, float]] | None = None
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    threads: ThreadPoolExecutor | None = None  # synchronous logging methods: their own threads, never the loop's
 
     def load(self) -> None:
         s, source = self.gw.settings.plugins, self.gw.settings.source
@@ -95,7 +97,7 @@ class Plugins:
         for wanted, methods, into in ((success, SUCCESS_METHODS, self.success),
                                       (failure, FAILURE_METHODS, self.failure)):
             for name, names in methods if wanted else ():
-                if (fn := _defined(obj, name)) is not None and all(h.call is not fn for h in into):
+                if (fn := _defined(obj, name)) is not None and all((h.plugin, h.name) != (path, name) for h in into):
                     into.append(Hook(path, name, _adapt(fn, names), not inspect.iscoroutinefunction(fn)))
                     found = True
         if not found:
@@ -111,6 +113,8 @@ class Plugins:
             self.queue = asyncio.Queue(maxsize=s.queue_size)
             loop = asyncio.get_running_loop()
             self.workers = [loop.create_task(self._work(), name=f"lockgate-plugins-{i}") for i in range(s.workers)]
+            if any(h.threaded for h in [*self.success, *self.failure]):
+                self.threads = ThreadPoolExecutor(s.workers, thread_name_prefix="lockgate-plugin")
         if self.success:
             hooks.post_response.append(self.after_success)
         if self.failure:
@@ -129,10 +133,12 @@ class Plugins:
             task.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
         self.workers = []
+        if self.threads is not None:
+            self.threads.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ on the request path
 
-    async def before_call(self, gw: "Gateway", ctx: "RequestContext") -> None:
+    async def before_call(self, gw: Gateway, ctx: RequestContext) -> None:
         """Pre-call and moderation hooks, in the configured order; may replace the body and its model."""
         if ctx.route in NO_HOOK_ROUTES:
             return
@@ -189,13 +195,13 @@ class Plugins:
 
     # ------------------------------------------------------------------ after the answer
 
-    async def after_success(self, gw: "Gateway", ctx: "RequestContext") -> None:
+    async def after_success(self, gw: Gateway, ctx: RequestContext) -> None:
         self._put(ctx, None)
 
-    async def after_failure(self, gw: "Gateway", ctx: "RequestContext", error: Exception | None) -> None:
+    async def after_failure(self, gw: Gateway, ctx: RequestContext, error: Exception | None) -> None:
         self._put(ctx, error)
 
-    def _put(self, ctx: "RequestContext", error: Exception | None) -> None:
+    def _put(self, ctx: RequestContext, error: Exception | None) -> None:
         if ctx.route in NO_HOOK_ROUTES or self.queue is None:
             return
         try:
@@ -214,12 +220,12 @@ class Plugins:
             finally:
                 self.queue.task_done()
 
-    async def _deliver(self, ctx: "RequestContext", error: Exception | None, wall: float, now: float) -> None:
+    async def _deliver(self, ctx: RequestContext, error: Exception | None, wall: float, now: float) -> None:
         failed = error is not None or ctx.error_kind is not None
         if failed and error is None:  # a stream that failed after it started
             error = LockgateError(f"the stream failed after it started ({ctx.error_kind})", status=502,
                                   kind=ctx.error_kind)
-        end = datetime.fromtimestamp(wall, timezone.utc)
+        end = datetime.fromtimestamp(wall, UTC)
         start = end - timedelta(seconds=max(0.0, now - ctx.started))
         key = payloads.caller(ctx, self._master_hash())
         response = None if failed else payloads.response_obj(ctx)
@@ -230,8 +236,8 @@ class Plugins:
         for hook in self.failure if failed else self.success:
             try:
                 async with asyncio.timeout(timeout):
-                    if hook.threaded:
-                        await asyncio.to_thread(hook.call, args)
+                    if hook.threaded:  # a hanging one holds a plugin thread, not the loop's default executor
+                        await asyncio.get_running_loop().run_in_executor(self.threads, hook.call, args)
                     else:
                         result = hook.call(args)
                         if inspect.isawaitable(result):
@@ -264,7 +270,7 @@ def rejection_of(exc: BaseException) -> LockgateError | None:
         return _rejected(exc.message, exc.status_code)
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and not isinstance(status, bool) and hasattr(exc, "detail"):
-        detail = getattr(exc, "detail")
+        detail = exc.detail
         if isinstance(detail, dict):
             detail = detail.get("error") or detail.get("message") or detail
         return _rejected(str(detail), status)
@@ -279,7 +285,7 @@ def _rejected(message: str, status: int) -> LockgateError:
 
 def _defined(obj: Any, name: str) -> Callable[..., Any] | None:
     """The object's own hook ``name``: None when absent or left as ``CustomLogger``'s no-op."""
-    fn = getattr(obj, name, None)
+    fn: Callable[..., Any] | None = getattr(obj, name, None)
     if fn is None or not callable(fn):
         return None
     base = getattr(CustomLogger, name)
