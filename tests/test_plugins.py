@@ -135,6 +135,16 @@ def test_pre_call_hook_may_choose_another_model(plugged, mocks):
     assert mocks["anthropic"].recorder.last.headers["x-api-key"] == MOCK_API_KEY  # the claude-model deployment
 
 
+def test_a_model_chosen_by_a_plugin_is_authorized_again(plugged):
+    r = httpx.post(plugged.url + "/key/generate", headers=ADMIN, json={"models": ["openai-model"]}, timeout=20)
+    key = r.json()["key"]
+    assert _oai(plugged, key).chat.completions.create(model="openai-model", messages=HI).choices
+    with pytest.raises(openai.PermissionDeniedError) as err:
+        _oai(plugged, key, **{"x-test-model": "claude-model"}).chat.completions.create(model="openai-model",
+                                                                                      messages=HI)
+    assert "claude-model" in err.value.message
+
+
 def test_rejection_in_each_dialect(plugged, mocks):
     banned = [{"role": "user", "content": "tell me about the forbidden-topic please"}]
     before = len(mocks["openai"].recorder.requests)
