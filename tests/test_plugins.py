@@ -65,7 +65,7 @@ def plugged(mocks, tmp_path_factory):
         "general_settings": {"master_key": MASTER_KEY},
         "litellm_settings": {
             "callbacks": ["custom_callbacks.proxy_handler_instance", "recorder.recorder", "recorder.legacy",
-                          "faulty.raising", "faulty.hanging"],
+                          "faulty.raising", "faulty.hanging", "faulty.bad_return"],
             "success_callback": ["recorder.log_fn", "langfuse"],
         },
         "router_settings": {"disable_cooldowns": True},
@@ -184,6 +184,10 @@ def test_raising_and_hanging_pre_call_hooks_neither_break_nor_stall(plugged):
                    error="exception") == raising + 1
     assert _metric(plugged, "lockgate_plugin_errors_total", plugin="faulty.hanging", hook="async_pre_call_hook",
                    error="timeout") >= 1
+    assert _metric(plugged, "lockgate_plugin_errors_total", plugin="faulty.bad_return", hook="async_pre_call_hook",
+                   error="bad_return") >= 1
+    broken = _oai(plugged, **{"x-bad-return": "1"}).chat.completions.create(model="openai-model", messages=HI)
+    assert broken.choices[0].message.content == MOCK_TEXT  # a body without messages is not used
     log = plugged.log()
     assert "plugin faulty.raising: async_pre_call_hook raised ValueError" in log
     assert "a bug in a plugin" not in log  # the type only: a plugin's message may quote the prompt

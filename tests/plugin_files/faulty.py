@@ -35,3 +35,15 @@ class SlowLogger(CustomLogger):
 raising = Raising()
 hanging = Hanging()
 slow_logger = SlowLogger()
+
+
+class BadReturn(CustomLogger):
+    """Returns a body without messages for the header x-bad-return, else a number."""
+
+    async def async_pre_call_hook(self, user_api_key_dict: Any, cache: Any, data: dict, call_type: str) -> Any:
+        if "x-bad-return" in data["proxy_server_request"]["headers"]:
+            return {"model": data.get("model")}
+        return 42
+
+
+bad_return = BadReturn()

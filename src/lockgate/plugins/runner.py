@@ -154,7 +154,7 @@ class Plugins:
                 result = await self._bounded(hook, args, timeout)
                 data.pop("proxy_server_request", None)
                 if result is not _FAILED and result is not None:
-                    data = self._result(hook, result, data)
+                    data = self._result(hook, ctx.route, result, data)
             args["data"] = data
             for hook in self.moderation:  # its return value is not used (as LiteLLM)
                 await self._bounded(hook, args, timeout)
@@ -179,18 +179,22 @@ class Plugins:
             self.failed(hook.plugin, hook.name, exc, timeout)
             return _FAILED
 
-    def _result(self, hook: Hook, result: Any, data: dict[str, Any]) -> dict[str, Any]:
-        """LiteLLM's pre-call return values: a dict replaces the body, a string or an exception rejects."""
+    def _result(self, hook: Hook, route: str, result: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """LiteLLM's pre-call return values: a dict replaces the body, a string or an exception rejects.
+        Anything else, or a body without the route's required fields, is ignored (and counted)."""
         if isinstance(result, dict):
             result.pop("proxy_server_request", None)
-            return result
-        if isinstance(result, str):
+            if _has_required_fields(route, result):
+                return result
+            problem = "a body without the route's required fields"
+        elif isinstance(result, str):
             raise _rejected(result, 400)
-        if isinstance(result, Exception):
+        elif isinstance(result, Exception):
             raise rejection_of(result) or _rejected(str(result) or type(result).__name__, 400)
+        else:
+            problem = f"a {type(result).__name__} (expected a dict, a string or None)"
         self.count(hook.plugin, hook.name, "bad_return")
-        log.warning("plugin %s: %s returned a %s (expected a dict, a string or None): ignored",
-                    hook.plugin, hook.name, type(result).__name__)
+        log.warning("plugin %s: %s returned %s: ignored", hook.plugin, hook.name, problem)
         return data
 
     # ------------------------------------------------------------------ after the answer
@@ -275,6 +279,12 @@ def rejection_of(exc: BaseException) -> LockgateError | None:
             detail = detail.get("error") or detail.get("message") or detail
         return _rejected(str(detail), status)
     return None
+
+
+def _has_required_fields(route: str, body: dict[str, Any]) -> bool:
+    from ..pipeline import REQUIRED  # the front doors' own checks (pipeline.parse)
+
+    return all(isinstance(body.get(name), kind) for name, kind, _ in REQUIRED.get(route, ()))
 
 
 def _rejected(message: str, status: int) -> LockgateError:
