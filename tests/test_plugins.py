@@ -238,7 +238,7 @@ def test_streamed_success_events(plugged):
     event = _events(plugged, "success", lambda e: e["kwargs"]["call_type"] == "anthropic_messages"
                     and e["kwargs"]["stream"] is True)
     streamed = [e for e in event if e["kwargs"]["call_type"] == "anthropic_messages" and e["kwargs"]["stream"]]
-    assert streamed[-1]["kwargs"]["usage"]["completion_tokens"] == 7
+    assert streamed[-1]["kwargs"]["usage"]["completion_tokens"] == 7 and streamed[-1]["total_tokens"] == 18
 
 
 def test_failure_events(plugged):

@@ -73,7 +73,7 @@ def request_view(ctx: RequestContext) -> dict[str, Any]:
 def log_kwargs(ctx: RequestContext, key: UserAPIKeyAuth, error: Exception | None, start: datetime,
                end: datetime) -> dict[str, Any]:
     """The ``kwargs`` of ``async_log_success_event`` / ``async_log_failure_event``."""
-    dep, usage = ctx.deployment, ctx.usage or {}
+    dep, usage = ctx.deployment, usage_of(ctx)
     cost = ctx.grant.cost if ctx.grant is not None else 0.0
     provider = ctx.provider.name if ctx.provider else None
     metadata = {
@@ -96,7 +96,7 @@ def log_kwargs(ctx: RequestContext, key: UserAPIKeyAuth, error: Exception | None
         "messages": ctx.body.get("messages"),
         "user": key.end_user_id,
         "status_code": ctx.status,
-        "usage": dict(usage),
+        "usage": usage,
         "response_cost": cost,
         "retries": ctx.retries,
         "fallbacks": ctx.fallbacks,
@@ -108,9 +108,8 @@ def log_kwargs(ctx: RequestContext, key: UserAPIKeyAuth, error: Exception | None
             "status": "failure" if error is not None or ctx.error_kind else "success",
             "response_cost": cost, "model": ctx.model or None, "model_group": ctx.model_group or None,
             "model_id": dep.id if dep else None, "custom_llm_provider": provider,
-            "prompt_tokens": usage.get("prompt_tokens") or 0,
-            "completion_tokens": usage.get("completion_tokens") or 0,
-            "total_tokens": usage.get("total_tokens") or 0,
+            "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
+            "total_tokens": usage["total_tokens"],
             "startTime": start.timestamp(), "endTime": end.timestamp(), "stream": ctx.stream,
             "metadata": {k: v for k, v in metadata.items() if k != "headers"},
             "error_str": str(error) if error is not None else None,
@@ -122,15 +121,22 @@ def log_kwargs(ctx: RequestContext, key: UserAPIKeyAuth, error: Exception | None
     return kwargs
 
 
+def usage_of(ctx: RequestContext) -> dict[str, Any]:
+    """The request's usage with the three OpenAI counts always present (total = input + output when absent)."""
+    usage = dict(ctx.usage or {})
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    usage.update(prompt_tokens=prompt, completion_tokens=completion,
+                 total_tokens=usage.get("total_tokens") or prompt + completion)
+    return usage
+
+
 def response_obj(ctx: RequestContext) -> AttrDict:
     """The answer's summary (the answer's content is not kept: it went to the client as it arrived)."""
-    usage = ctx.usage or {}
+    usage = usage_of(ctx)
     return AttrDict({
         "id": ctx.request_id,
         "object": "chat.completion.chunk" if ctx.stream else "chat.completion",
         "model": ctx.model or None,
-        "usage": AttrDict({"prompt_tokens": usage.get("prompt_tokens") or 0,
-                           "completion_tokens": usage.get("completion_tokens") or 0,
-                           "total_tokens": usage.get("total_tokens") or 0}),
+        "usage": AttrDict({k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}),
         "status_code": ctx.status,
     })
