@@ -281,7 +281,8 @@ def test_slow_loggers_never_delay_answers(mocks, tmp_path):
             started = time.perf_counter()
             assert client.chat.completions.create(model="openai-model", messages=HI).choices[0].message.content
             times.append(time.perf_counter() - started)
-        assert max(times) < 1.0, times  # on the request path the logger alone would take 30 s each
+        # on the request path each answer would wait for the logger's cut at callback_log_timeout (1 s)
+        assert sorted(times)[10] < 0.5 and sum(times) < 10, times
         assert _metric(gw, "lockgate_plugin_errors_total", plugin="*", hook="queue", error="dropped") >= 10
         deadline = time.monotonic() + 5
         while _metric(gw, "lockgate_plugin_errors_total", plugin="faulty.slow_logger",
