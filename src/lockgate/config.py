@@ -47,7 +47,8 @@ KNOWN_GENERAL = {
     "redis_url", "redis_host", "redis_port", "redis_password",
     "database_url", "max_budget", "budget_duration",
 }
-KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs"}
+KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
+                 "callbacks", "success_callback", "failure_callback"}
 KNOWN_ROUTER = {
     "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
     "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
@@ -57,6 +58,7 @@ KNOWN_ROUTER = {
 KNOWN_LOCKGATE = {
     "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
     "upstream_thread_batch_at", "connect_timeout", "database_path", "routing_rules", "governance",
+    "callback_timeout", "callback_log_timeout", "callback_queue_size", "callback_workers",
 }
 KNOWN_TOP = {
     "model_list", "general_settings", "litellm_settings", "router_settings",
@@ -100,6 +102,23 @@ class Deployment:
 
 
 @dataclass
+class PluginSettings:
+    """User plugins (``module.instance`` paths of LiteLLM custom callbacks) and their bounds."""
+
+    callbacks: list[str] = field(default_factory=list)  # litellm_settings.callbacks: every hook
+    success_callbacks: list[str] = field(default_factory=list)  # litellm_settings.success_callback
+    failure_callbacks: list[str] = field(default_factory=list)  # litellm_settings.failure_callback
+    timeout: float = 5.0  # lockgate_settings.callback_timeout: each pre-call / moderation hook
+    log_timeout: float = 10.0  # lockgate_settings.callback_log_timeout: each success / failure hook
+    queue_size: int = 1000  # lockgate_settings.callback_queue_size: finished requests waiting for their events
+    workers: int = 4  # lockgate_settings.callback_workers: events delivered at once
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.callbacks or self.success_callbacks or self.failure_callbacks)
+
+
+@dataclass
 class Settings:
     deployments: list[Deployment]
     master_key: str | None = None
@@ -122,6 +141,7 @@ class Settings:
     max_budget: float | None = None  # general_settings.max_budget: the global proxy budget
     budget_duration: str | None = None  # general_settings.budget_duration: its reset period
     governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
 
@@ -203,6 +223,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         max_budget=_float(general.get("max_budget")),
         budget_duration=_budget_duration(general.get("budget_duration")),
         governance=dict(ours.get("governance") or {}),
+        plugins=_plugin_settings(litellm, ours, warnings),
         warnings=warnings,
     )
 
@@ -220,6 +241,27 @@ def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:
     password = router.get("redis_password") or general.get("redis_password") or os.environ.get("REDIS_PASSWORD")
     auth = f":{password}@" if password else ""
     return f"redis://{auth}{host}:{port}/0"
+
+
+def _plugin_settings(litellm: dict[str, Any], ours: dict[str, Any], warnings: list[str]) -> PluginSettings:
+    """``module.instance`` entries are plugins; LiteLLM's built-in integrations (no dot) are reported."""
+    found: dict[str, list[str]] = {}
+    for name in ("callbacks", "success_callback", "failure_callback"):
+        value = litellm.get(name) or []
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
+            raise ConfigError(f"litellm_settings.{name} must be a name or a list of names")
+        found[name] = [e for e in entries if "." in e]
+        builtin = [e for e in entries if "." not in e]
+        if builtin:
+            warnings.append(f"not implemented yet, ignored: litellm_settings.{name}: {', '.join(builtin)}")
+    opts = PluginSettings(found["callbacks"], found["success_callback"], found["failure_callback"],
+                          float(ours.get("callback_timeout", 5)), float(ours.get("callback_log_timeout", 10)),
+                          int(ours.get("callback_queue_size", 1000)), int(ours.get("callback_workers", 4)))
+    if opts.timeout <= 0 or opts.log_timeout <= 0 or opts.queue_size < 1 or opts.workers < 1:
+        raise ConfigError("lockgate_settings.callback_timeout / callback_log_timeout must be > 0, "
+                          "callback_queue_size / callback_workers >= 1")
+    return opts
 
 
 def _router_settings(router: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 import os
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Deployment, Settings
 from .observability.access_log import AccessLog
@@ -24,20 +24,29 @@ from .routing.shared import SharedStats
 from .routing.stats import CooldownCollector
 from .transport.client import Upstream
 
+if TYPE_CHECKING:
+    from .context import RequestContext
+
+RequestHook = Callable[["Gateway", "RequestContext"], Awaitable[None]]
+ErrorHook = Callable[["Gateway", "RequestContext", "Exception | None"], Awaitable[None]]
+
 
 @dataclass
 class Hooks:
-    """Named extension points; each is a list of callables run in order.
+    """Named extension points; each is a list of async callables run in order.
 
-    ``pre_request(gateway, ctx)`` after admission, before the provider call;
+    ``pre_request(gateway, ctx)`` after authorization, before admission and the provider call: may
+    change ``ctx.body`` / ``ctx.model`` or raise a ``LockgateError`` to refuse the request;
     ``post_response(gateway, ctx)`` after the answer went out;
-    ``on_error(gateway, ctx, error)`` when a request failed.
-    Plugins (guardrails, loggers, exporters) append to these lists.
+    ``on_error(gateway, ctx, error)`` when a request failed (``error``: the ``LockgateError`` the client
+    got, or None for a stream that failed after it started).
+    An exception from ``post_response`` / ``on_error`` is logged and never reaches the client.
+    User plugins (``litellm_settings.callbacks``, lockgate.plugins) register here; empty lists cost nothing.
     """
 
-    pre_request: list[Callable[..., Any]] = field(default_factory=list)
-    post_response: list[Callable[..., Any]] = field(default_factory=list)
-    on_error: list[Callable[..., Any]] = field(default_factory=list)
+    pre_request: list[RequestHook] = field(default_factory=list)
+    post_response: list[RequestHook] = field(default_factory=list)
+    on_error: list[ErrorHook] = field(default_factory=list)
 
 
 class Gateway:
@@ -56,6 +65,7 @@ class Gateway:
         self.redis: Any = None  # redis.asyncio.Redis when settings.redis_url is set
         self.health: HealthChecks | None = None
         self.hooks = Hooks()
+        self.plugins: Any = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
         # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
         self.change_listeners: list[Callable[[str, str], Any]] = []
         self.store: Any = None  # lockgate.state.SQLStore, opened in start()
@@ -81,11 +91,18 @@ class Gateway:
             self.redis = redis.asyncio.from_url(self.settings.redis_url)
             self.router.shared = SharedStats(self.redis, self.router)
             await self.router.shared.start()
+        if self.settings.plugins.configured:
+            from .plugins import Plugins
+
+            self.plugins = Plugins(self)
+            await self.plugins.start()
         self.health = HealthChecks(self)
         if self.settings.background_health_checks:
             self.health.start_background(self.settings.health_check_interval)
 
     async def close(self) -> None:
+        if self.plugins is not None:
+            await self.plugins.close()  # queued success / failure events delivered first
         if self.governance is not None:
             await self.governance.close()  # final spend flush before the store closes
         self.access_log.flush()

@@ -3,12 +3,13 @@
     authenticate   key -> principal: master key, or a virtual key (governance: cached sha256 lookup)
     parse          the front door's body: model + stream, required fields
     authorize      key ∩ user ∩ team ∩ organization: blocked, expiry, routes, models, IPs; end user
+    pre_request    plugin hooks (docs/plugins.md): may rewrite the body or refuse; a new model is authorized again
     admit          rate limits, parallel slots, budgets: one counters call (one Redis round trip)
     route          model name -> model group (rules, aliases, wildcards), client fallbacks
-    pre_request    plugin hooks (guardrails attach here)
     call           attempts: pick a deployment, forward, retry / fall back, answer in the client's dialect
     account        usage -> metrics -> access log; spend journaled (before the last bytes, see
-                   governance.Grant.finish), counters settled; post_response / on_error hooks
+                   governance.Grant.finish), counters settled; post_response / on_error hooks (their
+                   exceptions, and accounting's own, are logged and counted: never the client's problem)
 
 Each stage is a short function taking the gateway and the request context.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any
 
@@ -44,22 +46,28 @@ REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {
 
 
 async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, receive: Receive) -> None:
+    error: LockgateError | None = None
     try:
         await authenticate(gw, ctx)
         parse(ctx, raw_body)
         await authorize(gw, ctx)
+        if gw.hooks.pre_request:
+            await pre_request(gw, ctx)
         await admit(gw, ctx)
         route(gw, ctx)
-        for hook in gw.hooks.pre_request:
-            await hook(gw, ctx)
         await attempts.call(gw, ctx, send, receive)
     except LockgateError as err:
+        error = err
         await respond_error(gw, ctx, send, err)
     except Exception as exc:  # never a bare 500 with a traceback to the client
         log.exception("request %s failed: %s", ctx.request_id, type(exc).__name__)
-        await respond_error(gw, ctx, send, LockgateError(f"internal error (request {ctx.request_id})"))
+        error = LockgateError(f"internal error (request {ctx.request_id})")
+        await respond_error(gw, ctx, send, error)
     finally:
-        await account(gw, ctx)
+        try:
+            await account(gw, ctx, error)
+        except Exception as exc:  # noqa: BLE001 - the answer is out: a failure here is ours to log
+            log.exception("request %s: accounting failed: %s", ctx.request_id, type(exc).__name__)
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -114,6 +122,15 @@ async def authorize(gw: Gateway, ctx: RequestContext) -> None:
         await gw.governance.authorize(ctx)
 
 
+async def pre_request(gw: Gateway, ctx: RequestContext) -> None:
+    """Plugin hooks (guardrails): they may rewrite ``ctx.body``, change the model, or raise to refuse."""
+    asked = ctx.model, ctx.body.get("user")
+    for hook in gw.hooks.pre_request:
+        await hook(gw, ctx)
+    if (ctx.model, ctx.body.get("user")) != asked:
+        await authorize(gw, ctx)  # the model or end user a plugin chose is checked as the client's would be
+
+
 async def admit(gw: Gateway, ctx: RequestContext) -> None:
     """Rate limits, parallel slots and budgets of every level: 429, x-ratelimit-* headers."""
     if gw.governance is not None:
@@ -160,7 +177,7 @@ def common_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-async def account(gw: Gateway, ctx: RequestContext) -> None:
+async def account(gw: Gateway, ctx: RequestContext, error: LockgateError | None = None) -> None:
     m = gw.metrics
     provider = ctx.provider.name if ctx.provider else "none"
     model = ctx.model if ctx.deployment else "unknown"
@@ -179,8 +196,23 @@ async def account(gw: Gateway, ctx: RequestContext) -> None:
     if ctx.grant is not None:
         record["cost"] = ctx.grant.cost
     gw.access_log.write(record)
-    for hook in gw.hooks.on_error if ctx.error_kind else gw.hooks.post_response:
-        await hook(gw, ctx)
+    if ctx.error_kind:
+        for on_error in gw.hooks.on_error:
+            await _isolated(gw, ctx, "on_error", on_error, error)
+    else:
+        for post_response in gw.hooks.post_response:
+            await _isolated(gw, ctx, "post_response", post_response)
+
+
+async def _isolated(gw: Gateway, ctx: RequestContext, where: str, hook: Callable[..., Awaitable[None]],
+                    *args: Any) -> None:
+    """One after-the-answer hook; its exception is logged and counted, never raised."""
+    try:
+        await hook(gw, ctx, *args)
+    except Exception as exc:  # noqa: BLE001
+        name = getattr(hook, "__qualname__", type(hook).__name__)
+        gw.metrics.plugin_error(name, where, "exception")
+        log.warning("request %s: %s hook %s raised %s", ctx.request_id, where, name, type(exc).__name__)
 
 
 def _access_record(ctx: RequestContext, provider: str, total: float, prompt: int, completion: int) -> dict[str, Any]:

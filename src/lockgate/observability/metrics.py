@@ -95,6 +95,10 @@ class Metrics:
             "lockgate_deployment_latency_seconds", "Latency of successful attempts per deployment",
             ["deployment"], buckets=LATENCY_BUCKETS, registry=reg,
         )
+        self.plugin_errors = Counter(
+            "lockgate_plugin_errors", "Plugin hook failures by plugin, hook and error (exception/timeout/dropped)",
+            ["plugin", "hook", "error"], registry=reg,
+        )
         self._collectors: list[object] = []
         self._tallies: list[_Tally] = []
         self._children: dict[tuple[str, str, int], tuple[_Tally, ...]] = {}
@@ -170,6 +174,10 @@ class Metrics:
             children[1].count += completion
         if error_kind:
             self.errors.labels(error_kind).inc()
+
+    def plugin_error(self, plugin: str, hook: str, error: str) -> None:
+        """A plugin hook raised, timed out or an event was dropped (rare: counted directly)."""
+        self.plugin_errors.labels(plugin, hook, error).inc()
 
     def watch(self, collector: object) -> None:
         """Add a collector read at scrape time (state gauges that cost nothing per request)."""
