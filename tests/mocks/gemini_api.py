@@ -28,6 +28,15 @@ from . import (
     last_user_text,
     trigger,
 )
+from .agentic import Decision, decide, text_of
+
+# the fields of Gemini's Schema object (function parameters); anything else is
+# refused as 'Invalid JSON payload received. Unknown name ...' by the real API
+SCHEMA_FIELDS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
+    "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf",
+    "propertyOrdering", "default", "items", "minimum", "maximum",
+})
 
 THINK_TEXT = "Let me think about this step by step."
 THOUGHT_TOKENS = 4  # THINK: canonical completion_tokens stays COMPLETION_TOKENS
@@ -91,6 +100,59 @@ def _user_texts(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+def _tool_names(body: dict[str, Any]) -> list[str]:
+    return [d.get("name", "") for tool in body.get("tools") or []
+            for d in tool.get("functionDeclarations") or tool.get("function_declarations") or []]
+
+
+def _agent(body: dict[str, Any]) -> Decision | None:
+    results: list[str] = []
+    called: list[str] = []
+    for content in reversed(body.get("contents") or []):
+        if content.get("role") == "model":
+            called = [(p.get("functionCall") or p.get("function_call") or {}).get("name", "")
+                      for p in content.get("parts") or ()]
+            break
+        for part in reversed(content.get("parts") or []):
+            response = part.get("functionResponse") or part.get("function_response")
+            if response:
+                value = (response.get("response") or {})
+                value = value.get("result", value.get("output", value)) if isinstance(value, dict) else value
+                results.insert(0, value if isinstance(value, str) else text_of(value) or json.dumps(value))
+    return decide(last_user_text(_user_texts(body)), _tool_names(body), called, results)
+
+
+def _schema_error(schema: Any, where: str) -> str | None:
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key not in SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+        nested = (list(value.items()) if key == "properties" and isinstance(value, dict)
+                  else [(str(i), v) for i, v in enumerate(value)] if key == "anyOf" and isinstance(value, list)
+                  else [("", value)] if key == "items" else [])
+        for name, sub in nested:
+            found = _schema_error(sub, f"{where}.{key}[{name}]" if name else f"{where}.{key}")
+            if found:
+                return found
+    return None
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    """What the real API refuses before generating: unknown roles, unknown schema fields."""
+    for i, content in enumerate(body.get("contents") or []):
+        if content.get("role", "user") not in ("user", "model"):
+            return "Please use a valid role: user, model."
+        if not content.get("parts"):
+            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
+    for i, tool in enumerate(body.get("tools") or []):
+        for j, decl in enumerate(tool.get("functionDeclarations") or tool.get("function_declarations") or []):
+            found = _schema_error(decl.get("parameters"), f"tools[{i}].function_declarations[{j}].parameters")
+            if found:
+                return found
+    return None
+
+
 def _tool_name(body: dict[str, Any]) -> str:
     for tool in body.get("tools") or []:
         decls = tool.get("functionDeclarations") or tool.get("function_declarations") or []
@@ -124,6 +186,11 @@ def _fragment(model: str, parts: list[dict[str, Any]], finish: bool, think: bool
 
 
 def _answer_parts(body: dict[str, Any], name: str | None) -> list[dict[str, Any]]:
+    agent = _agent(body)
+    if agent is not None and agent.call is not None:
+        return [{"functionCall": {"name": agent.call.name, "args": agent.call.arguments}}]
+    if agent is not None:
+        return [{"text": agent.text or ""}]
     if name == "TOOL":
         return [{"functionCall": {"name": _tool_name(body), "args": {"city": "Paris"}}}]
     parts = [{"text": THINK_TEXT, "thought": True}] if name == "THINK" else []
@@ -131,7 +198,7 @@ def _answer_parts(body: dict[str, Any], name: str | None) -> list[dict[str, Any]
 
 
 def _stream_pieces(body: dict[str, Any], name: str | None) -> list[list[dict[str, Any]]]:
-    if name == "TOOL":
+    if name == "TOOL" or _agent(body) is not None:
         return [_answer_parts(body, name)]
     if name == "LONGSTREAM":
         return [[{"text": f"tok{i} "}] for i in range(200)]
@@ -207,6 +274,8 @@ def create_app(recorder: Recorder) -> web.Application:
             return google_error(404, f"Method {method!r} not found for models/{model}.")
         if not body.get("contents"):
             return google_error(400, "* GenerateContentRequest.contents: contents is not specified\n")
+        if (problem := _invalid(body)) is not None:
+            return google_error(400, problem)
         name = trigger(last_user_text(_user_texts(body)))
         error = _trigger_error(name)
         if error is not None:

@@ -108,6 +108,16 @@ class Dialect(Protocol):
     def usage_tap(self) -> UsageTap: ...
 
 
+TOOL_ERROR_PREFIX = "Error: "
+
+
+def error_marked(text: str, is_error: Any) -> str:
+    """A tool result's text for a dialect without an error flag: marked when it reports an error."""
+    if not is_error or text.startswith(TOOL_ERROR_PREFIX):
+        return text
+    return TOOL_ERROR_PREFIX + text
+
+
 def get(name: str) -> ModuleType:
     from . import anthropic_messages, gemini, openai_chat, openai_responses
 

@@ -5,10 +5,15 @@ tap and the small tables shared by both halves (stop reasons, usage, error
 types) live in ``anthropic_stream`` and are re-exported below, so this module
 exposes the same names as every dialect.
 
+Mid-conversation system messages: a ``role: "system"`` message inside
+``messages`` (Claude Code sends them; text blocks only) becomes a canonical
+system message where it stands.  Canonical -> Anthropic keeps the system
+messages that open the conversation in the top-level ``system`` and folds every
+later one, in place, into the neighbouring user turn as a
+``<system-reminder>``-delimited text block (``system_messages``): that shape
+every Anthropic model and every Anthropic-compatible endpoint accepts.
+
 Lossy corners (everything else round-trips):
-  * canonical -> Anthropic: every ``system``/``developer`` message, wherever it
-    sits in the conversation, is moved into the top-level ``system`` (in order),
-    because Anthropic has no system role inside ``messages``;
   * ``response_format`` is emulated with an extra system text block asking
     for JSON (Anthropic has no JSON mode);
   * OpenAI-only knobs (penalties, logprobs, seed, logit_bias, n=1, ...) are
@@ -25,6 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
+from .system_messages import fold_into_user_turns
 from .anthropic_stream import (
     canonical_usage,
     error_body,
@@ -88,13 +94,13 @@ def _validate_top(body: Any) -> None:
         raise BadRequest("max_tokens: field required (a positive integer)", param="max_tokens")
 
 
-def _system_to_canonical(system: Any) -> dict[str, Any]:
+def _system_to_canonical(system: Any, where: str = "system") -> dict[str, Any]:
     if isinstance(system, str):
         return {"role": "system", "content": system}
     if not isinstance(system, list) or not all(
         isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in system
     ):
-        raise BadRequest("system: must be a string or a list of text blocks", param="system")
+        raise BadRequest(f"{where}: must be a string or a list of text blocks", param=where)
     if any("cache_control" in b for b in system):
         return {"role": "system", "content": [_text_part(b) for b in system]}
     return {"role": "system", "content": "\n".join(b["text"] for b in system)}
@@ -108,9 +114,11 @@ def _text_part(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def _message_to_canonical(msg: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-        raise BadRequest(f"{where}.role: must be 'user' or 'assistant'", param=f"{where}.role")
+    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
+        raise BadRequest(f"{where}.role: must be 'user', 'assistant' or 'system'", param=f"{where}.role")
     content = msg.get("content")
+    if msg["role"] == "system":  # a mid-conversation system message (Claude Code's reminders)
+        return [_system_to_canonical(content, f"{where}.content")]
     if isinstance(content, str):
         return [{"role": msg["role"], "content": content}]
     if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
@@ -326,12 +334,12 @@ def _metadata(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All system/developer messages go, in order, to the top-level ``system``
-    (Anthropic has no system role in ``messages``, mid-conversation ones too);
-    the rest become alternating user/assistant messages."""
+    """The system/developer messages that open the conversation go, in order, to the
+    top-level ``system``; later ones are folded into the neighbouring user turn
+    (``system_messages``); the rest become alternating user/assistant messages."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, m in enumerate(msgs):
+    for i, m in enumerate(fold_into_user_turns(msgs)):
         role = m.get("role")
         if role in ("system", "developer"):
             system.extend(_system_blocks(m.get("content"), f"messages[{i}]"))

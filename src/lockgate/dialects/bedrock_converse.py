@@ -14,6 +14,9 @@ of ``{"text"}``, ``{"image": {"format", "source": {"bytes": <base64>}}}``,
 ``toolConfig`` the tools and toolChoice.  Model-specific knobs go into
 ``additionalModelRequestFields`` (Anthropic's ``thinking`` and ``top_k``).
 
+System messages that open the conversation go to ``system``; later ones are
+folded, in place, into the neighbouring user turn (``<system-reminder>``-delimited).
+
 Lossy corners: images must be inline (``data:`` URLs) or ``s3://`` (Bedrock
 cannot fetch URLs and Lockgate does not fetch for it); ``tool_choice: "none"``
 sends the tools without a choice (Converse has no "none"); ``response_format``,
@@ -31,6 +34,7 @@ import orjson
 
 from ..errors import BadRequest, LockgateError, type_for_status
 from .bedrock_converse_stream import canonical_usage, finish_reason, stream_decoder, usage_tap
+from .system_messages import fold_into_user_turns
 
 NAME = "bedrock_converse"
 
@@ -102,10 +106,11 @@ def _additional_fields(req: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def _split(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """System/developer messages (anywhere) -> ``system``; the rest -> alternating turns."""
+    """Leading system/developer messages -> ``system``; later ones folded into the
+    neighbouring user turn (``system_messages``); the rest -> alternating turns."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, m in enumerate(msgs):
+    for i, m in enumerate(fold_into_user_turns(msgs)):
         where = f"messages[{i}]"
         role = m.get("role")
         if role in ("system", "developer"):

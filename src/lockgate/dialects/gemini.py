@@ -7,6 +7,10 @@ Gemini-native front door.  Stream decoding/encoding and the usage tap live in
 ``gemini_stream``.  Field names are read camelCase (as the REST API returns
 them) or snake_case; they are always written camelCase.
 
+System messages: the ones that open the conversation go to ``systemInstruction``;
+a later one (Claude Code's mid-conversation reminders) is folded, in place, into
+the neighbouring user turn as a ``<system-reminder>``-delimited text part.
+
 Lossy spots, on purpose:
   * thinking: thought text is never sent back to Gemini (it ignores it); only
     the signature of the first signed ``thinking_blocks`` entry travels, as the
@@ -41,6 +45,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest, LockgateError, type_for_status
+from .system_messages import fold_into_user_turns
 
 NAME = "gemini"
 
@@ -329,7 +334,9 @@ def _tool_result(content: Any) -> Any:
 def _function_response(m: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     cid = m.get("tool_call_id")
     name = names.get(cid or "") or m.get("name") or "unknown_function"
-    resp: dict[str, Any] = {"name": name, "response": {"result": _tool_result(m.get("content"))}}
+    # Gemini's convention: "output" / "error" keys; "result" is what it has always been sent here
+    key = "error" if m.get("is_error") else "result"
+    resp: dict[str, Any] = {"name": name, "response": {key: _tool_result(m.get("content"))}}
     if cid:
         resp["id"] = cid
     return {"functionResponse": resp}
@@ -348,7 +355,8 @@ def _contents(messages: list[dict[str, Any]], model: str) -> tuple[list, list]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name
-    for m in messages:
+    # leading system messages -> systemInstruction; later ones folded into the user turns (in place)
+    for m in fold_into_user_turns(messages):
         role = m.get("role")
         if role in ("system", "developer"):
             system.extend(_content_parts(m.get("content"), media=False))

@@ -1,7 +1,17 @@
-"""OpenAI Chat Completions: the lingua franca and the canonical form itself."""
+"""OpenAI Chat Completions: the lingua franca and the canonical form itself.
+
+Provider side, the canonical extensions OpenAI lacks are removed (``thinking``,
+``top_k``, ``metadata``, ``thinking_blocks``, ``cache_control``; a tool result's
+``is_error`` becomes an ``Error: `` prefix of its text), system messages stay where
+they stand (one that sits between an assistant's tool calls and their results is
+moved just after the results, where OpenAI accepts it), and a ``user`` longer than
+OpenAI's 64 characters (Claude Code's ``metadata.user_id`` is a JSON document) is
+replaced by a stable digest of it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from typing import Any
@@ -10,8 +20,11 @@ import orjson
 
 from ..errors import LockgateError, UpstreamError, type_for_status
 from ..transport.sse import encode_event
+from . import error_marked
+from .system_messages import after_tool_results
 
 NAME = "openai"
+MAX_USER_LENGTH = 64  # OpenAI refuses a longer ``user``
 
 _DROP_ON_CANONICAL = ("api_base", "base_url", "api_key", "api_version")
 
@@ -108,15 +121,13 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     body = {k: v for k, v in req.items() if k not in ("thinking", "top_k", "metadata")}
     body["model"] = model
     msgs = []
-    for m in req.get("messages", []):
-        if "thinking_blocks" in m or _has_cache_control(m):
-            m = {k: v for k, v in m.items() if k != "thinking_blocks"}
-            if isinstance(m.get("content"), list):
-                m["content"] = [
-                    {k: v for k, v in p.items() if k != "cache_control"} for p in m["content"]
-                ]
+    for m in after_tool_results(req.get("messages", [])):
+        if _has_extensions(m):
+            m = _plain_message(m)
         msgs.append(m)
     body["messages"] = msgs
+    if isinstance(body.get("user"), str) and len(body["user"]) > MAX_USER_LENGTH:
+        body["user"] = "user-" + hashlib.sha256(body["user"].encode()).hexdigest()[:48]
     if "tools" in body:
         body["tools"] = [{k: v for k, v in t.items() if k != "cache_control"} for t in body["tools"]]
     if body.get("stream"):
@@ -124,6 +135,27 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
         opts["include_usage"] = True
         body["stream_options"] = opts
     return body
+
+
+def _has_extensions(m: dict[str, Any]) -> bool:
+    return ("thinking_blocks" in m or "is_error" in m or _has_cache_control(m)
+            or (m.get("role") == "tool" and "name" in m))
+
+
+def _plain_message(m: dict[str, Any]) -> dict[str, Any]:
+    """A canonical message without the extensions OpenAI refuses."""
+    out = {k: v for k, v in m.items() if k not in ("thinking_blocks", "is_error")}
+    if out.get("role") == "tool":
+        out.pop("name", None)  # the Gemini door names its results; OpenAI's tool message has no name
+    content = out.get("content")
+    if isinstance(content, list):
+        content = [{k: v for k, v in p.items() if k != "cache_control"} for p in content]
+        if m.get("is_error"):
+            content = [{"type": "text", "text": error_marked("", True)}, *content]
+    elif isinstance(content, str):
+        content = error_marked(content, m.get("is_error"))
+    out["content"] = content
+    return out
 
 
 def _has_cache_control(m: dict[str, Any]) -> bool:
