@@ -368,6 +368,10 @@ def _contents(messages: list[dict[str, Any]], model: str) -> tuple[list, list]:
             _append(contents, "user", [_function_response(m, names)])
         else:
             _append(contents, "user", _content_parts(m.get("content")))
+    for turn in contents:  # function responses open their turn, right after the calls they answer
+        parts = turn["parts"]
+        if turn["role"] == "user" and len(parts) > 1 and any("functionResponse" in p for p in parts[1:]):
+            parts.sort(key=lambda p: "functionResponse" not in p)
     return system, contents
 
 
