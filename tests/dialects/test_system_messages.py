@@ -254,3 +254,28 @@ def test_model_info_limit_wins_over_the_table() -> None:
     assert out["max_tokens"] == 4000
     out = output_limits.clamp_max_tokens({"max_tokens": 32000}, "my-model", {"max_tokens": 2048})
     assert out["max_tokens"] == 2048
+
+
+def test_native_body_for_bedrock_and_vertex_claude_has_no_system_role() -> None:
+    body = claude_code_body()
+    folded = am.without_system_messages(body)
+    roles = [m["role"] for m in folded["messages"]]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
+    assert folded["messages"][0]["content"][-1] == {"type": "text", "text": reminder("# Environment\ncwd: /tmp")}
+    tool_turn = folded["messages"][2]["content"]
+    assert tool_turn[0]["type"] == "tool_result"  # results first, the folded text after
+    assert {"type": "text", "text": reminder("Tool results follow.")} in tool_turn
+    assert body["messages"][1]["role"] == "system"  # the client's body is not changed
+    plain = {"messages": [{"role": "user", "content": "hi"}]}
+    assert am.without_system_messages(plain) is plain
+
+
+def test_vertex_claude_prepare_body_folds_system_messages() -> None:
+    from lockgate.config import Deployment
+    from lockgate.providers import registry
+
+    provider = registry()["vertex_ai"]
+    dep = Deployment(id="d1", model_name="c", provider="vertex_ai", model="claude-sonnet-4-5")
+    claude = provider.for_deployment(dep)
+    out = claude.prepare_body({"model": "claude-sonnet-4-5", **claude_code_body()}, dep, True)
+    assert all(m["role"] != "system" for m in out["messages"])

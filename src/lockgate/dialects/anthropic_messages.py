@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
-from .system_messages import fold_into_user_turns
+from .system_messages import delimited_part, fold_into_user_turns
 from .anthropic_stream import (
     canonical_usage,
     error_body,
@@ -353,6 +353,32 @@ def _split_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], l
         else:
             turns.append({"role": wire_role, "content": blocks})
     return system, [_finish_turn(t) for t in turns]
+
+
+def without_system_messages(body: dict[str, Any]) -> dict[str, Any]:
+    """A native body whose ``role: "system"`` messages are folded, in place, into the user turns
+    (for Anthropic models behind Bedrock and Vertex, which may not take the first-party API's
+    newer shapes); the same dict when it has none."""
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not any(isinstance(m, dict) and m.get("role") == "system" for m in msgs):
+        return body
+    turns: list[dict[str, Any]] = []
+    for m in msgs:
+        if isinstance(m, dict) and m.get("role") == "system":
+            part = delimited_part(m.get("content"))
+            if part is None:
+                continue
+            m = {"role": "user", "content": [part]}
+        if turns and turns[-1].get("role") == "user" and m.get("role") == "user":
+            merged = _as_blocks(turns[-1].get("content")) + _as_blocks(m.get("content"))
+            turns[-1] = _finish_turn({"role": "user", "content": merged})
+        else:
+            turns.append(m)
+    return {**body, "messages": turns}
+
+
+def _as_blocks(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
 
 
 def _finish_turn(turn: dict[str, Any]) -> dict[str, Any]:
