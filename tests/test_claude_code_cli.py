@@ -177,3 +177,27 @@ def test_claude_model_names_mapped_by_wildcard_and_alias(session: Session) -> No
     gemini_paths = [r.path for r in session.received("gemini")]
     assert gemini_paths and "gemini-2.5-flash:streamGenerateContent" in gemini_paths[-1]
     assert session.received("anthropic") == []
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_failed_tool_result_reaches_the_model_as_an_error(session: Session, provider: str) -> None:
+    """Reading a missing file: Claude Code sends ``tool_result`` with ``is_error``; each provider
+    gets the failure in its own terms and the model answers from it."""
+    model, _ = PROVIDERS[provider]
+    missing = session.tmp / "missing.txt"
+    out = session.run(f"Use the Read tool to read the file {missing} and tell me what it says.", model,
+                      "--allowedTools", "Read")
+    _assert_success(out)
+    assert "does not exist" in out["result"]
+    body = session.received(provider)[-1].body
+    if provider == "openai":
+        tool = [m for m in body["messages"] if m["role"] == "tool"][-1]
+        text = tool["content"] if isinstance(tool["content"], str) else tool["content"][0]["text"]
+        assert text.startswith("Error: ")
+    elif provider == "gemini":
+        parts = [p for c in body["contents"] for p in c["parts"] if "functionResponse" in p]
+        assert "error" in parts[-1]["functionResponse"]["response"]
+    else:
+        results = [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]
+                   if b.get("type") == "tool_result"]
+        assert results[-1]["is_error"] is True

@@ -28,7 +28,7 @@ from . import (
     last_user_text,
     trigger,
 )
-from .agentic import Decision, decide, text_of
+from .agentic import Decision, decide
 
 # the fields of Gemini's Schema object (function parameters); anything else is
 # refused as 'Invalid JSON payload received. Unknown name ...' by the real API
@@ -116,10 +116,18 @@ def _agent(body: dict[str, Any]) -> Decision | None:
         for part in reversed(content.get("parts") or []):
             response = part.get("functionResponse") or part.get("function_response")
             if response:
-                value = (response.get("response") or {})
-                value = value.get("result", value.get("output", value)) if isinstance(value, dict) else value
-                results.insert(0, value if isinstance(value, str) else text_of(value) or json.dumps(value))
+                results.insert(0, _response_text(response.get("response")))
     return decide(last_user_text(_user_texts(body)), _tool_names(body), called, results)
+
+
+def _response_text(response: Any) -> str:
+    """The text of a functionResponse's ``response`` ({"output"}, {"result"} or {"error"} by convention)."""
+    if isinstance(response, dict):
+        for key in ("output", "result", "error"):
+            if key in response:
+                value = response[key]
+                return value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(response)
 
 
 def _schema_error(schema: Any, where: str) -> str | None:
