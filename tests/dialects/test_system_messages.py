@@ -279,3 +279,32 @@ def test_vertex_claude_prepare_body_folds_system_messages() -> None:
     claude = provider.for_deployment(dep)
     out = claude.prepare_body({"model": "claude-sonnet-4-5", **claude_code_body()}, dep, True)
     assert all(m["role"] != "system" for m in out["messages"])
+
+
+PNG = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+
+
+def image_result_canonical() -> dict:
+    return am.request_to_canonical({"model": "m", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "Look at /tmp/a.png"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "Read",
+                                           "input": {"file_path": "/tmp/a.png"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": [PNG]},
+                                     {"type": "text", "text": "what is it?"}]},
+    ]})
+
+
+def test_openai_images_of_a_tool_result_follow_the_results() -> None:
+    msgs = openai_chat.request_from_canonical(image_result_canonical(), "gpt-4o")["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "user", "user"]
+    assert all(p["type"] == "text" for p in msgs[2]["content"])
+    assert msgs[3]["content"][1] == {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    assert msgs[4]["content"] == [{"type": "text", "text": "what is it?"}]
+
+
+def test_gemini_images_of_a_tool_result_follow_its_response() -> None:
+    contents = gemini.request_from_canonical(image_result_canonical(), "gemini-2.5-flash")["contents"]
+    parts = contents[2]["parts"]
+    assert "functionResponse" in parts[0]
+    assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
+    assert parts[2] == {"text": "what is it?"}

@@ -111,6 +111,10 @@ def _invalid(body: dict[str, Any]) -> str | None:
         extra = sorted(set(msg) - MESSAGE_KEYS[role])
         if extra:
             return f"Additional properties are not allowed ('{extra[0]}' was unexpected) - 'messages.{i}'"
+        content = msg.get("content")
+        if role == "tool" and isinstance(content, list) and any(p.get("type") != "text" for p in content):
+            return (f"Invalid 'messages[{i}]'. Content parts of a message with role 'tool' must be of type "
+                    "'text'.")
         if role == "tool" and msg.get("tool_call_id") not in calls:
             return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
                     "with 'tool_calls'.")

@@ -364,8 +364,10 @@ def _contents(messages: list[dict[str, Any]], model: str) -> tuple[list, list]:
             for tc in m.get("tool_calls") or ():
                 names[tc.get("id") or ""] = (tc.get("function") or {}).get("name") or ""
             _append(contents, "model", assistant_parts(m, model))
-        elif role == "tool":
-            _append(contents, "user", [_function_response(m, names)])
+        elif role == "tool":  # images of a result (Claude Code's Read of a picture) follow its response
+            content = m.get("content")
+            media = [p for p in content if p.get("type") != "text"] if isinstance(content, list) else []
+            _append(contents, "user", [_function_response(m, names), *_content_parts(media)])
         else:
             _append(contents, "user", _content_parts(m.get("content")))
     for turn in contents:  # function responses open their turn, right after the calls they answer

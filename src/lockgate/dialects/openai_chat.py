@@ -120,11 +120,20 @@ def error_body(err: Exception) -> dict[str, Any]:
 def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     body = {k: v for k, v in req.items() if k not in ("thinking", "top_k", "metadata")}
     body["model"] = model
-    msgs = []
+    msgs: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []  # images of tool results, sent once the results are through
     for m in after_tool_results(req.get("messages", [])):
+        if images and m.get("role") != "tool":
+            msgs.append(_images_message(images))
+            images = []
         if _has_extensions(m):
             m = _plain_message(m)
+        if m.get("role") == "tool" and isinstance(m.get("content"), list):
+            m, found = _text_only_result(m)
+            images.extend(found)
         msgs.append(m)
+    if images:
+        msgs.append(_images_message(images))
     body["messages"] = msgs
     if isinstance(body.get("user"), str) and len(body["user"]) > MAX_USER_LENGTH:
         body["user"] = "user-" + hashlib.sha256(body["user"].encode()).hexdigest()[:48]
@@ -135,6 +144,20 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
         opts["include_usage"] = True
         body["stream_options"] = opts
     return body
+
+
+def _text_only_result(m: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """OpenAI's tool messages hold text only: the other parts of a result are taken out."""
+    found = [p for p in m["content"] if p.get("type") != "text"]
+    if not found:
+        return m, []
+    texts = [p for p in m["content"] if p.get("type") == "text"]
+    note = {"type": "text", "text": f"({len(found)} image(s) of this result follow in the next message)"}
+    return {**m, "content": [*texts, note]}, found
+
+
+def _images_message(images: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools above:"}, *images]}
 
 
 def _has_extensions(m: dict[str, Any]) -> bool:
