@@ -308,3 +308,22 @@ def test_gemini_images_of_a_tool_result_follow_its_response() -> None:
     assert "functionResponse" in parts[0]
     assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}}
     assert parts[2] == {"text": "what is it?"}
+
+
+PDF = {"type": "document", "title": "a.pdf",
+       "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQ="}}
+
+
+def test_pdf_documents_translate_as_file_parts_and_back() -> None:
+    req = am.request_to_canonical({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": [PDF, {"type": "text", "text": "summarize"}]}]})
+    part = req["messages"][0]["content"][0]
+    assert part == {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0xLjQ=",
+                                             "filename": "a.pdf"}}
+    assert gemini.request_from_canonical(req, "gemini-2.5-flash")["contents"][0]["parts"][0] == {
+        "inlineData": {"mimeType": "application/pdf", "data": "JVBERi0xLjQ="}}
+    assert openai_chat.request_from_canonical(req, "gpt-4o")["messages"][0]["content"][0] == part
+    assert am.request_from_canonical(req, "claude")["messages"][0]["content"][0] == PDF
+    body = bedrock_converse.request_from_canonical(req, "amazon.nova-pro-v1:0")
+    assert body["messages"][0]["content"][0] == {"document": {"format": "pdf", "name": "a",
+                                                              "source": {"bytes": "JVBERi0xLjQ="}}}

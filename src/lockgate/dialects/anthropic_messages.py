@@ -154,7 +154,23 @@ def _part_to_canonical(block: dict[str, Any], where: str) -> dict[str, Any]:
         if "cache_control" in block:
             part["cache_control"] = block["cache_control"]
         return part
+    if btype == "document" and (block.get("source") or {}).get("type") == "base64":
+        return _document_to_canonical(block, where)
     raise BadRequest(f"{where}: unsupported content block type {btype!r}", param=f"{where}.type")
+
+
+def _document_to_canonical(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """A base64 document (Claude Code's Read of a PDF) -> a canonical ``file`` part (a data URL)."""
+    src = block["source"]
+    if not src.get("data") or not src.get("media_type"):
+        raise BadRequest(f"{where}.source: a base64 document needs media_type and data", param=f"{where}.source")
+    file: dict[str, Any] = {"file_data": f"data:{src['media_type']};base64,{src['data']}"}
+    if block.get("title"):
+        file["filename"] = block["title"]
+    part: dict[str, Any] = {"type": "file", "file": file}
+    if "cache_control" in block:
+        part["cache_control"] = block["cache_control"]
+    return part
 
 
 def _image_url(block: dict[str, Any], where: str) -> str:
@@ -437,6 +453,8 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
                 blocks.append(_text_block(part))
         elif ptype == "image_url":
             blocks.append(_image_block(part, where))
+        elif ptype == "file" and str((part.get("file") or {}).get("file_data", "")).startswith("data:"):
+            blocks.append(_document_block(part))
         else:
             raise BadRequest(f"{where}.content: unsupported part type {ptype!r}", param=f"{where}.content")
     return blocks
@@ -453,6 +471,17 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     else:
         raise BadRequest(f"{where}.content: image_url must be a base64 data URL or http(s) URL",
                          param=f"{where}.content")
+    if "cache_control" in part:
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _document_block(part: dict[str, Any]) -> dict[str, Any]:
+    file = part["file"]
+    mime, _, data = file["file_data"][5:].partition(";base64,")
+    block: dict[str, Any] = {"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}}
+    if file.get("filename"):
+        block["title"] = file["filename"]
     if "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block

@@ -170,11 +170,34 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             blocks.append({"text": part["text"]})
         elif ptype == "image_url":
             blocks.append(_image_block(part, where))
+        elif ptype == "file":
+            blocks.append(_document_block(part, where))
         else:
             raise BadRequest(f"{where}.content: unsupported part type {ptype!r}", param=f"{where}.content")
         if "cache_control" in part:
             blocks.append(cache_point())
     return blocks
+
+
+_DOCUMENT_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "text/html": "html", "text/plain": "txt",
+                     "text/markdown": "md", "application/msword": "doc",
+                     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+                     "application/vnd.ms-excel": "xls",
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+
+
+def _document_block(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """A canonical ``file`` part (data URL) -> a Converse ``document`` block."""
+    file = part.get("file") or {}
+    url = str(file.get("file_data") or "")
+    mime, _, data = url[5:].partition(";base64,") if url.startswith("data:") else ("", "", "")
+    fmt = _DOCUMENT_FORMATS.get(mime)
+    if not fmt or not data:
+        raise BadRequest(f"{where}.content: Bedrock takes inline documents of types "
+                         f"{', '.join(sorted(set(_DOCUMENT_FORMATS.values())))}", param=f"{where}.content")
+    stem = str(file.get("filename") or "document").rsplit(".", 1)[0]
+    name = "".join(c if c.isalnum() or c in " -()[]" else "-" for c in stem)[:200] or "document"
+    return {"document": {"format": fmt, "name": name, "source": {"bytes": data}}}
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
