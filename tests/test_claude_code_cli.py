@@ -51,6 +51,7 @@ def cli_config(mocks) -> dict[str, Any]:  # noqa: ANN001
             {"model_name": "gemini-2.5-flash", "litellm_params": gemini},
             # Claude Code's own names mapped to other providers: a wildcard and an alias
             {"model_name": "claude-haiku-*", "litellm_params": {**openai, "model": "openai/gpt-4o-mini"}},
+            {"model_name": "o4-mini", "litellm_params": {**openai, "model": "openai/o4-mini"}},
         ],
         "router_settings": {"model_group_alias": {"claude-opus-4-1": "gemini-2.5-flash"}},
         "general_settings": {"master_key": MASTER_KEY},
@@ -201,3 +202,13 @@ def test_failed_tool_result_reaches_the_model_as_an_error(session: Session, prov
         results = [b for m in body["messages"] if isinstance(m["content"], list) for b in m["content"]
                    if b.get("type") == "tool_result"]
         assert results[-1]["is_error"] is True
+
+
+def test_openai_reasoning_model(session: Session) -> None:
+    """o-series models refuse ``max_tokens``: Claude Code's request goes out with ``max_completion_tokens``."""
+    out = session.run("Say hello.", "o4-mini")
+    _assert_success(out)
+    assert out["result"] == MOCK_TEXT
+    body = session.received("openai")[-1].body
+    assert body["model"] == "o4-mini" and "max_tokens" not in body
+    assert body["max_completion_tokens"] == 32000

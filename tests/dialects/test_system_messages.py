@@ -327,3 +327,15 @@ def test_pdf_documents_translate_as_file_parts_and_back() -> None:
     body = bedrock_converse.request_from_canonical(req, "amazon.nova-pro-v1:0")
     assert body["messages"][0]["content"][0] == {"document": {"format": "pdf", "name": "a",
                                                               "source": {"bytes": "JVBERi0xLjQ="}}}
+
+
+@pytest.mark.parametrize(("budget", "effort"), [(31999, "high"), (8000, "medium"), (1024, "low")])
+def test_openai_reasoning_models_get_max_completion_tokens_and_effort(budget: int, effort: str) -> None:
+    req = {**canonical(), "thinking": {"type": "enabled", "budget_tokens": budget}}
+    body = openai_chat.request_from_canonical(req, "o4-mini")
+    assert "max_tokens" not in body and body["max_completion_tokens"] == 32000
+    assert body["reasoning_effort"] == effort
+    plain = openai_chat.request_from_canonical(req, "gpt-4o")
+    assert plain["max_tokens"] == 32000 and "reasoning_effort" not in plain
+    adaptive = openai_chat.request_from_canonical(canonical(), "openai/gpt-5")
+    assert "reasoning_effort" not in adaptive and adaptive["max_completion_tokens"] == 32000

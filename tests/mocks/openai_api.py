@@ -92,6 +92,9 @@ def _invalid(body: dict[str, Any]) -> str | None:
     foreign = [k for k in FOREIGN_PARAMS if k in body]
     if foreign:
         return f"Unrecognized request argument supplied: {foreign[0]}"
+    if str(body.get("model")).startswith(("o1", "o3", "o4", "gpt-5")) and "max_tokens" in body:
+        return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.")
     limit = MAX_COMPLETION_TOKENS.get(str(body.get("model")))
     asked = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit and isinstance(asked, int) and asked > limit:

@@ -6,7 +6,9 @@ Provider side, the canonical extensions OpenAI lacks are removed (``thinking``,
 they stand (one that sits between an assistant's tool calls and their results is
 moved just after the results, where OpenAI accepts it), and a ``user`` longer than
 OpenAI's 64 characters (Claude Code's ``metadata.user_id`` is a JSON document) is
-replaced by a stable digest of it.
+replaced by a stable digest of it.  Reasoning models (o-series, gpt-5) get
+``max_completion_tokens`` instead of ``max_tokens``, and an Anthropic thinking
+budget as ``reasoning_effort`` (>= 16384 high, >= 4096 medium, else low).
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     if images:
         msgs.append(_images_message(images))
     body["messages"] = msgs
+    if is_reasoning_model(model):
+        _reasoning_knobs(body, req)
     if isinstance(body.get("user"), str) and len(body["user"]) > MAX_USER_LENGTH:
         body["user"] = "user-" + hashlib.sha256(body["user"].encode()).hexdigest()[:48]
     if "tools" in body:
@@ -144,6 +148,27 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
         opts["include_usage"] = True
         body["stream_options"] = opts
     return body
+
+
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, ...), which take ``max_completion_tokens``."""
+    return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+
+
+def _reasoning_knobs(body: dict[str, Any], req: dict[str, Any]) -> None:
+    """``max_tokens`` -> ``max_completion_tokens`` (reasoning models refuse the former) and an
+    Anthropic thinking budget -> ``reasoning_effort`` when the request set none."""
+    if "max_tokens" in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
+    thinking = req.get("thinking")
+    if "reasoning_effort" in body or not isinstance(thinking, dict):
+        return
+    if thinking.get("type") == "enabled" and isinstance(thinking.get("budget_tokens"), int):
+        budget = thinking["budget_tokens"]
+        body["reasoning_effort"] = "high" if budget >= 16384 else "medium" if budget >= 4096 else "low"
 
 
 def _text_only_result(m: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
