@@ -23,6 +23,7 @@ from tests import claude_code
 from tests.conftest import MASTER_KEY, start_gateway
 from tests.mocks import MOCK_API_KEY, MOCK_TEXT
 from tests.mocks.agentic import FILE_ANSWER_PREFIX
+from tests.mocks.gemini_api import call_signature
 
 # provider -> (model name Claude Code is given, the mock's path fragment)
 PROVIDERS = {
@@ -52,6 +53,7 @@ def cli_config(mocks) -> dict[str, Any]:  # noqa: ANN001
             # Claude Code's own names mapped to other providers: a wildcard and an alias
             {"model_name": "claude-haiku-*", "litellm_params": {**openai, "model": "openai/gpt-4o-mini"}},
             {"model_name": "o4-mini", "litellm_params": {**openai, "model": "openai/o4-mini"}},
+            {"model_name": "gemini-3-pro-preview", "litellm_params": {**gemini, "model": "gemini/gemini-3-pro-preview"}},
         ],
         "router_settings": {"model_group_alias": {"claude-opus-4-1": "gemini-2.5-flash"}},
         "general_settings": {"master_key": MASTER_KEY},
@@ -212,3 +214,17 @@ def test_openai_reasoning_model(session: Session) -> None:
     body = session.received("openai")[-1].body
     assert body["model"] == "o4-mini" and "max_tokens" not in body
     assert body["max_completion_tokens"] == 32000
+
+
+def test_gemini_thought_signature_round_trips_through_claude_code(session: Session) -> None:
+    """Gemini 3 signs its function calls and refuses a replayed call without the signature: the
+    signature travels Gemini -> Anthropic stream (a signed thinking block) -> Claude Code -> back."""
+    notes = session.tmp / "notes.txt"
+    notes.write_text("The secret word is HERON-7.\n")
+    out = session.run(f"Use the Read tool to read the file {notes} and tell me the secret word.",
+                      "gemini-3-pro-preview", "--allowedTools", "Read")
+    _assert_success(out)
+    assert "HERON-7" in out["result"]
+    first, last = session.received("gemini")[0].body, session.received("gemini")[-1].body
+    calls = [p for c in last["contents"] if c["role"] == "model" for p in c["parts"] if "functionCall" in p]
+    assert calls[0]["thoughtSignature"] == call_signature(first)  # the model's own, not the skip sentinel
