@@ -339,3 +339,12 @@ def test_openai_reasoning_models_get_max_completion_tokens_and_effort(budget: in
     assert plain["max_tokens"] == 32000 and "reasoning_effort" not in plain
     adaptive = openai_chat.request_from_canonical(canonical(), "openai/gpt-5")
     assert "reasoning_effort" not in adaptive and adaptive["max_completion_tokens"] == 32000
+
+
+def test_openai_thinking_only_assistant_turn_is_left_out() -> None:
+    req = am.request_to_canonical({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "hmm", "signature": "s"}]},
+        {"role": "user", "content": "well?"}]})
+    msgs = openai_chat.request_from_canonical(req, "gpt-4o")["messages"]
+    assert [m["role"] for m in msgs] == ["user", "user"]

@@ -115,6 +115,8 @@ def _invalid(body: dict[str, Any]) -> str | None:
         if extra:
             return f"Additional properties are not allowed ('{extra[0]}' was unexpected) - 'messages.{i}'"
         content = msg.get("content")
+        if role == "assistant" and content is None and not msg.get("tool_calls"):
+            return f"Invalid value for 'messages[{i}].content': expected a string, got null."
         if role == "tool" and isinstance(content, list) and any(p.get("type") != "text" for p in content):
             return (f"Invalid 'messages[{i}]'. Content parts of a message with role 'tool' must be of type "
                     "'text'.")

@@ -130,6 +130,8 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
             images = []
         if _has_extensions(m):
             m = _plain_message(m)
+            if m.get("role") == "assistant" and not m.get("content") and not m.get("tool_calls"):
+                continue  # it held only thinking, which OpenAI cannot take: an empty turn is refused
         if m.get("role") == "tool" and isinstance(m.get("content"), list):
             m, found = _text_only_result(m)
             images.extend(found)
