@@ -44,7 +44,7 @@ def _executable(prefix: Path) -> Path:
 
 def _works(exe: Path) -> bool:
     try:
-        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return out.returncode == 0 and VERSION in out.stdout
@@ -69,7 +69,7 @@ def install() -> Path:
         done = subprocess.run(
             [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--no-save",
              "--loglevel", "error", f"{PACKAGE}@{VERSION}"],
-            capture_output=True, text=True, timeout=900,
+            capture_output=True, text=True, timeout=900, check=False,
         )
         if done.returncode != 0 or not _works(exe):
             raise ClaudeCodeUnavailable(f"installing {PACKAGE}@{VERSION} failed (exit {done.returncode}):\n"
@@ -110,6 +110,6 @@ def run(exe: Path, base_url: str, key: str, prompt: str, model: str | None, cwd:
     model_args = ["--model", model] if model else []  # without: ANTHROPIC_MODEL or the CLI's default
     done = subprocess.run(
         [str(exe), "-p", prompt, *model_args, "--output-format", "json", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)

@@ -41,7 +41,7 @@ def claude_exe() -> Path:
         pytest.fail(str(err))
 
 
-def cli_config(mocks) -> dict[str, Any]:  # noqa: ANN001
+def cli_config(mocks) -> dict[str, Any]:
     anthropic = {"model": "anthropic/claude-sonnet-4-5", "api_base": mocks["anthropic"].url, "api_key": MOCK_API_KEY}
     openai = {"model": "openai/gpt-4o", "api_base": mocks["openai"].url + "/v1", "api_key": MOCK_API_KEY}
     gemini = {"model": "gemini/gemini-2.5-flash", "api_base": mocks["gemini"].url, "api_key": MOCK_API_KEY}
@@ -53,7 +53,8 @@ def cli_config(mocks) -> dict[str, Any]:  # noqa: ANN001
             # Claude Code's own names mapped to other providers: a wildcard and an alias
             {"model_name": "claude-haiku-*", "litellm_params": {**openai, "model": "openai/gpt-4o-mini"}},
             {"model_name": "o4-mini", "litellm_params": {**openai, "model": "openai/o4-mini"}},
-            {"model_name": "gemini-3-pro-preview", "litellm_params": {**gemini, "model": "gemini/gemini-3-pro-preview"}},
+            {"model_name": "gemini-3-pro-preview",
+             "litellm_params": {**gemini, "model": "gemini/gemini-3-pro-preview"}},
         ],
         "router_settings": {"model_group_alias": {"claude-opus-4-1": "gemini-2.5-flash"}},
         "general_settings": {"master_key": MASTER_KEY},
@@ -71,7 +72,7 @@ def cli_gateway(mocks, tmp_path_factory):
 class Session:
     """One CLI run: its working directory, the requests each mock received during it."""
 
-    def __init__(self, exe: Path, gateway, mocks, tmp: Path) -> None:  # noqa: ANN001
+    def __init__(self, exe: Path, gateway, mocks, tmp: Path) -> None:
         self.exe, self.gateway, self.mocks, self.tmp = exe, gateway, mocks, tmp
         self.marks = {name: len(server.recorder.requests) for name, server in mocks.items()}
 

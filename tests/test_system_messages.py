@@ -25,7 +25,7 @@ def conversation() -> list[dict[str, Any]]:
     ]
 
 
-def _last(mocks, name: str):  # noqa: ANN001
+def _last(mocks, name: str):
     return mocks[name].recorder.last
 
 

@@ -6,8 +6,16 @@ from __future__ import annotations
 import pytest
 
 from lockgate import errors
-from lockgate.dialects import (anthropic_messages as am, bedrock_converse, cohere_chat, gemini, openai_chat,
-                               openai_responses, output_limits, system_messages)
+from lockgate.dialects import anthropic_messages as am
+from lockgate.dialects import (
+    bedrock_converse,
+    cohere_chat,
+    gemini,
+    openai_chat,
+    openai_responses,
+    output_limits,
+    system_messages,
+)
 
 EPHEMERAL = {"type": "ephemeral"}
 SCHEMA = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",

@@ -18,8 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import (CACHED_TOKENS, COMPLETION_TOKENS, MOCK_API_KEY, MOCK_TEXT, PROMPT_TOKENS, Received, Recorder,
-               trigger)
+from . import CACHED_TOKENS, COMPLETION_TOKENS, MOCK_API_KEY, MOCK_TEXT, PROMPT_TOKENS, Received, Recorder, trigger
 from .agentic import Decision, decide, text_of
 
 # other dialects' parameters, which the real API refuses ("Unrecognized request argument supplied");

@@ -30,7 +30,6 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest
-from .system_messages import delimited_part, fold_into_user_turns
 from .anthropic_stream import (
     canonical_usage,
     error_body,
@@ -42,6 +41,7 @@ from .anthropic_stream import (
     stream_encoder,
     usage_tap,
 )
+from .system_messages import delimited_part, fold_into_user_turns
 
 NAME = "anthropic"
 

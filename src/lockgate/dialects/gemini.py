@@ -334,7 +334,7 @@ def _tool_result(content: Any) -> Any:
 def _function_response(m: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     cid = m.get("tool_call_id")
     name = names.get(cid or "") or m.get("name") or "unknown_function"
-    # Gemini's convention: "output" / "error" keys; "result" is what it has always been sent here
+    # a failed call's result goes under "error", the key Gemini's docs give for failures
     key = "error" if m.get("is_error") else "result"
     resp: dict[str, Any] = {"name": name, "response": {key: _tool_result(m.get("content"))}}
     if cid:
