@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -142,7 +143,7 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     if is_reasoning_model(model):
         _reasoning_knobs(body, req)
     if isinstance(body.get("user"), str) and len(body["user"]) > MAX_USER_LENGTH:
-        body["user"] = "user-" + hashlib.sha256(body["user"].encode()).hexdigest()[:48]
+        body["user"] = user_digest(body["user"])
     if "tools" in body:
         body["tools"] = [{k: v for k, v in t.items() if k != "cache_control"} for t in body["tools"]]
     if body.get("stream"):
@@ -152,9 +153,17 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     return body
 
 
+@lru_cache(maxsize=1024)
+def user_digest(user: str) -> str:
+    """A stable stand-in, within OpenAI's 64 characters, for a longer ``user`` (cached: a
+    Claude Code session sends the same one on every request)."""
+    return "user-" + hashlib.sha256(user.encode()).hexdigest()[:48]
+
+
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
 
 
+@lru_cache(maxsize=256)
 def is_reasoning_model(model: str) -> bool:
     """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, ...), which take ``max_completion_tokens``."""
     return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None

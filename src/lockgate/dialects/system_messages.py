@@ -78,6 +78,8 @@ def text_of(content: Any) -> str:
 def after_tool_results(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI wants an assistant's tool calls answered by the very next messages: a system
     message that sits between the calls and their ``tool`` results moves to just after them."""
+    if not any(m.get("role") in SYSTEM_ROLES for m in messages[leading_count(messages):]):
+        return messages
     moved = False
     out: list[dict[str, Any]] = []
     waiting: list[dict[str, Any]] = []  # system messages held back until the tool results are through
