@@ -229,3 +229,23 @@ def test_gemini_thought_signature_round_trips_through_claude_code(session: Sessi
     first, last = session.received("gemini")[0].body, session.received("gemini")[-1].body
     calls = [p for c in last["contents"] if c["role"] == "model" for p in c["parts"] if "functionCall" in p]
     assert calls[0]["thoughtSignature"] == call_signature(first)  # the model's own, not the skip sentinel
+
+
+@pytest.mark.parametrize("provider", list(PROVIDERS))
+def test_continued_session_replays_tools_and_thinking(session: Session, provider: str) -> None:
+    """``claude -c`` sends the whole history back: the tool call and its result, and the
+    thinking block of an answer that reasoned (TRIGGER_THINK), translated again each turn."""
+    model, _ = PROVIDERS[provider]
+    secret = "OSPREY-" + uuid.uuid4().hex[:6]
+    notes = session.tmp / "notes.txt"
+    notes.write_text(f"The secret word is {secret}.\n")
+    first = session.run(f"Use the Read tool to read the file {notes} please.", model, "--allowedTools", "Read")
+    _assert_success(first)
+    thought = session.run("TRIGGER_THINK What did I ask before?", model, "-c")
+    _assert_success(thought)
+    assert thought["result"] == MOCK_TEXT
+    again = session.run("And once more?", model, "-c")
+    _assert_success(again)
+    last = session.received(provider)[-1].body
+    assert secret in str(last)  # the first turn's tool result is still in the history
+    assert "What did I ask before?" in str(last)
