@@ -356,3 +356,16 @@ def test_openai_thinking_only_assistant_turn_is_left_out() -> None:
         {"role": "user", "content": "well?"}]})
     msgs = openai_chat.request_from_canonical(req, "gpt-4o")["messages"]
     assert [m["role"] for m in msgs] == ["user", "user"]
+
+
+def test_responses_client_developer_items_reach_anthropic_in_place() -> None:
+    req = openai_responses.request_to_canonical({"model": "m", "instructions": "Be brief.", "input": [
+        {"type": "message", "role": "user", "content": "hi"},
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Use French."}]},
+        {"type": "message", "role": "user", "content": "how are you?"},
+    ]})
+    body = am.request_from_canonical(req, "claude-sonnet-4-5")
+    assert body["system"] == [{"type": "text", "text": "Be brief."}]
+    assert body["messages"] == [{"role": "user", "content": [
+        {"type": "text", "text": "hi"}, {"type": "text", "text": reminder("Use French.")},
+        {"type": "text", "text": "how are you?"}]}]
