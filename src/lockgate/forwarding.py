@@ -22,6 +22,7 @@ import orjson
 from . import tokens
 from .context import RequestContext
 from .dialects import openai_chat, openai_completions
+from .dialects.output_limits import clamp_max_tokens
 from .errors import BadRequest, LockgateError, UpstreamError
 from .gateway import Gateway
 from .http import Receive, Send, send_bytes, stream_events
@@ -87,7 +88,7 @@ def upstream_body(ctx: RequestContext) -> dict[str, Any]:
         merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
         body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
     else:
-        canonical = supported_params(ctx, canonical_request(ctx))
+        canonical = clamp_max_tokens(supported_params(ctx, canonical_request(ctx)), dep.model, dep.model_info)
         body = provider.dialect.request_from_canonical(canonical, dep.model)
     return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
 

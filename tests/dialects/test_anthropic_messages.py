@@ -140,7 +140,8 @@ def test_tool_choice_to_canonical(choice: dict[str, Any], expected: dict[str, An
     ({"model": "m", "max_tokens": 0, "messages": []}, "max_tokens"),
     ({"model": "m", "max_tokens": "5", "messages": []}, "max_tokens"),
     ({"model": "m", "max_tokens": True, "messages": []}, "max_tokens"),
-    ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": "x"}]}, "messages[0].role"),
+    ({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        ({"model": "m", "max_tokens": 5, "messages": [{"role": "system", "content": 3}]}, "messages[0].content"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": 3}]}, "messages[0].content"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "video"}]}]},
      "messages[0].content[0].type"),
@@ -195,10 +196,7 @@ def test_request_from_canonical_full() -> None:
     }
     body = am.request_from_canonical(canonical, "claude-x")
     assert body["model"] == "claude-x"
-    assert body["system"] == [
-        {"type": "text", "text": "Sys A", "cache_control": EPHEMERAL},
-        {"type": "text", "text": "Mid-conversation system text."},
-    ]
+    assert body["system"] == [{"type": "text", "text": "Sys A", "cache_control": EPHEMERAL}]
     msgs = body["messages"]
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
     assert msgs[0]["content"] == [
@@ -217,6 +215,7 @@ def test_request_from_canonical_full() -> None:
         {"type": "tool_result", "tool_use_id": "call_1", "content": [{"type": "text", "text": "18C"}]},
         {"type": "tool_result", "tool_use_id": "call_2", "content": [{"type": "text", "text": "boom"}],
          "is_error": True},
+        {"type": "text", "text": "<system-reminder>\nMid-conversation system text.\n</system-reminder>"},
         {"type": "text", "text": "Thanks"},
     ]
     assert body["tools"] == [{"name": "get_weather", "description": "d", "input_schema": WEATHER_SCHEMA,

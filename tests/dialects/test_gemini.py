@@ -21,15 +21,19 @@ def build(messages, model="gemini-2.5-flash", **extra):
     return gemini.request_from_canonical({"model": "client-name", "messages": messages, **extra}, model)
 
 
-def test_system_messages_go_to_system_instruction_in_order():
+def test_leading_system_to_system_instruction_later_ones_folded_in_order():
     body = build([
         {"role": "system", "content": "one"},
         {"role": "user", "content": "hi"},
         {"role": "developer", "content": [{"type": "text", "text": "two"}]},
         {"role": "system", "content": "three"},
     ])
-    assert body["systemInstruction"] == {"parts": [{"text": "one"}, {"text": "two"}, {"text": "three"}]}
-    assert body["contents"] == [{"role": "user", "parts": [{"text": "hi"}]}]
+    assert body["systemInstruction"] == {"parts": [{"text": "one"}]}
+    assert body["contents"] == [{"role": "user", "parts": [
+        {"text": "hi"},
+        {"text": "<system-reminder>\ntwo\n</system-reminder>"},
+        {"text": "<system-reminder>\nthree\n</system-reminder>"},
+    ]}]
     assert "model" not in body
 
 

@@ -16,6 +16,9 @@ same trigger works through every front door and translation):
   * contains ``TRIGGER_SLOW``   -> waits 3 s before answering
   * contains ``TRIGGER_LONGSTREAM`` -> a stream of 200 chunks, 50 ms apart
   * contains ``TRIGGER_THINK``  -> the answer starts with a thinking/reasoning block
+  * asks to "read the file <path>" with a ``Read`` tool offered (Claude Code) -> the model
+    calls ``Read``, then answers from its result (``tests/mocks/agentic.py``; Anthropic,
+    OpenAI and Gemini mocks)
   * otherwise                   -> the text ``MOCK_TEXT`` below; usage
     ``prompt_tokens=11`` (of which cached 3) and ``completion_tokens=7``
     (of which reasoning 0).

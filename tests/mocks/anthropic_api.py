@@ -27,6 +27,7 @@ from . import (
     last_user_text,
     trigger,
 )
+from .agentic import Decision, decide, text_of
 
 THINKING_TEXT = "Let me think about this step by step."
 THINKING_SIGNATURE = "mock-signature-EqQBCkYIBxgCKkA"
@@ -99,6 +100,53 @@ def _user_texts(body: dict[str, Any]) -> list[str]:
     return []
 
 
+def _tool_results_after_model(body: dict[str, Any]) -> list[str]:
+    """Text of the tool results sent since the model's last turn."""
+    results: list[str] = []
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "assistant":
+            break
+        content = msg.get("content")
+        if msg.get("role") == "user" and isinstance(content, list):
+            results[:0] = [text_of(b.get("content")) for b in content
+                           if isinstance(b, dict) and b.get("type") == "tool_result"]
+    return results
+
+
+def _last_calls(body: dict[str, Any]) -> list[str]:
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "assistant":
+            content = msg.get("content")
+            return [b.get("name", "") for b in content if isinstance(b, dict) and b.get("type") == "tool_use"] \
+                if isinstance(content, list) else []
+    return []
+
+
+def _agent(body: dict[str, Any]) -> Decision | None:
+    names = [t.get("name", "") for t in body.get("tools") or () if isinstance(t, dict)]
+    return decide(last_user_text(_user_texts(body)), names, _last_calls(body), _tool_results_after_model(body))
+
+
+def _conversation_error(body: dict[str, Any]) -> str | None:
+    """What the real API refuses in ``messages``: an unknown role, a tool_result without its tool_use."""
+    previous_calls: set[str] = set()
+    for i, msg in enumerate(body.get("messages") or []):
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in ("user", "assistant", "system"):
+            return f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'"
+        content = msg.get("content")
+        blocks = content if isinstance(content, list) else []
+        if role == "user":
+            for j, block in enumerate(blocks):
+                if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous_calls:
+                    return (f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                            f"{block.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                            "`tool_use` block in the previous message.")
+        if role != "system":
+            previous_calls = {b.get("id") for b in blocks if b.get("type") == "tool_use"}
+    return None
+
+
 def _usage() -> dict[str, int]:
     return {
         "input_tokens": PROMPT_TOKENS - CACHED_TOKENS,
@@ -117,6 +165,13 @@ async def _not_found(request: web.Request) -> web.Response:
 
 def _answer(body: dict[str, Any], trig: str | None) -> tuple[list[dict[str, Any]], str]:
     """Content blocks and stop_reason of the answer."""
+    agent = _agent(body)
+    if agent is not None and agent.call is not None:
+        block = {"type": "tool_use", "id": "toolu_mock" + uuid.uuid4().hex[:16], "name": agent.call.name,
+                 "input": agent.call.arguments}
+        return [block], "tool_use"
+    if agent is not None:
+        return [{"type": "text", "text": agent.text or ""}], "end_turn"
     if trig == "TOOL":
         tools = body.get("tools") or []
         name = tools[0].get("name", "get_weather") if tools else "get_weather"
@@ -145,6 +200,8 @@ async def _messages(request: web.Request) -> web.StreamResponse:
         return _error(400, "invalid_request_error", "messages: mock invalid request")
     if "max_tokens" not in body:
         return _error(400, "invalid_request_error", "max_tokens: Field required")
+    if (problem := _conversation_error(body)) is not None:
+        return _error(400, "invalid_request_error", problem)
     if trig == "SLOW":
         await asyncio.sleep(3)
     blocks, stop = _answer(body, trig)

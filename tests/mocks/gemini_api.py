@@ -28,6 +28,15 @@ from . import (
     last_user_text,
     trigger,
 )
+from .agentic import Decision, decide
+
+# the fields of Gemini's Schema object (function parameters); anything else is
+# refused as 'Invalid JSON payload received. Unknown name ...' by the real API
+SCHEMA_FIELDS = frozenset({
+    "type", "format", "title", "description", "nullable", "enum", "maxItems", "minItems", "properties",
+    "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern", "example", "anyOf",
+    "propertyOrdering", "default", "items", "minimum", "maximum",
+})
 
 THINK_TEXT = "Let me think about this step by step."
 THOUGHT_TOKENS = 4  # THINK: canonical completion_tokens stays COMPLETION_TOKENS
@@ -91,6 +100,84 @@ def _user_texts(body: dict[str, Any]) -> list[str]:
     return texts
 
 
+def _tool_names(body: dict[str, Any]) -> list[str]:
+    return [d.get("name", "") for tool in body.get("tools") or []
+            for d in tool.get("functionDeclarations") or tool.get("function_declarations") or []]
+
+
+def _agent(body: dict[str, Any]) -> Decision | None:
+    results: list[str] = []
+    called: list[str] = []
+    for content in reversed(body.get("contents") or []):
+        if content.get("role") == "model":
+            called = [(p.get("functionCall") or p.get("function_call") or {}).get("name", "")
+                      for p in content.get("parts") or ()]
+            break
+        for part in reversed(content.get("parts") or []):
+            response = part.get("functionResponse") or part.get("function_response")
+            if response:
+                results.insert(0, _response_text(response.get("response")))
+    return decide(last_user_text(_user_texts(body)), _tool_names(body), called, results)
+
+
+def _response_text(response: Any) -> str:
+    """The text of a functionResponse's ``response`` ({"output"}, {"result"} or {"error"} by convention)."""
+    if isinstance(response, dict):
+        for key in ("output", "result", "error"):
+            if key in response:
+                value = response[key]
+                return value if isinstance(value, str) else json.dumps(value)
+    return json.dumps(response)
+
+
+def _schema_error(schema: Any, where: str) -> str | None:
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key not in SCHEMA_FIELDS:
+            return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}': Cannot find field."
+        nested = (list(value.items()) if key == "properties" and isinstance(value, dict)
+                  else [(str(i), v) for i, v in enumerate(value)] if key == "anyOf" and isinstance(value, list)
+                  else [("", value)] if key == "items" else [])
+        for name, sub in nested:
+            found = _schema_error(sub, f"{where}.{key}[{name}]" if name else f"{where}.{key}")
+            if found:
+                return found
+    return None
+
+
+def call_signature(body: dict[str, Any]) -> str:
+    """The thought signature the model gives its function call (deterministic, per conversation)."""
+    first = json.dumps((body.get("contents") or [{}])[0], sort_keys=True)
+    return "gemini-sig-" + hashlib.sha256(first.encode()).hexdigest()[:16]
+
+
+def _signs_calls(model: str, body: dict[str, Any]) -> bool:
+    """Thinking models sign their function calls (Gemini 3 always, 2.5 when thinking is on)."""
+    return model.startswith("gemini-3") or bool((body.get("generationConfig") or {}).get("thinkingConfig"))
+
+
+def _invalid(model: str, body: dict[str, Any]) -> str | None:
+    """What the real API refuses before generating: unknown roles, unknown schema fields,
+    and (Gemini 3) a replayed function call without its thought signature."""
+    for i, content in enumerate(body.get("contents") or []):
+        if content.get("role", "user") not in ("user", "model"):
+            return "Please use a valid role: user, model."
+        if not content.get("parts"):
+            return f"* GenerateContentRequest.contents[{i}].parts: contents.parts must not be empty.\n"
+        calls = [p for p in content["parts"] if "functionCall" in p or "function_call" in p]
+        if model.startswith("gemini-3") and calls and not (calls[0].get("thoughtSignature")
+                                                           or calls[0].get("thought_signature")):
+            return (f"Function call is missing a thought_signature in functionCall parts. This is required for "
+                    f"tools to work correctly. Additional data, function call, position {i}.")
+    for i, tool in enumerate(body.get("tools") or []):
+        for j, decl in enumerate(tool.get("functionDeclarations") or tool.get("function_declarations") or []):
+            found = _schema_error(decl.get("parameters"), f"tools[{i}].function_declarations[{j}].parameters")
+            if found:
+                return found
+    return None
+
+
 def _tool_name(body: dict[str, Any]) -> str:
     for tool in body.get("tools") or []:
         decls = tool.get("functionDeclarations") or tool.get("function_declarations") or []
@@ -123,16 +210,24 @@ def _fragment(model: str, parts: list[dict[str, Any]], finish: bool, think: bool
     return {"candidates": [cand], "usageMetadata": usage, "modelVersion": model, "responseId": RESPONSE_ID}
 
 
-def _answer_parts(body: dict[str, Any], name: str | None) -> list[dict[str, Any]]:
+def _answer_parts(body: dict[str, Any], name: str | None, model: str = "") -> list[dict[str, Any]]:
+    agent = _agent(body)
+    if agent is not None and agent.call is not None:
+        part: dict[str, Any] = {"functionCall": {"name": agent.call.name, "args": agent.call.arguments}}
+        if _signs_calls(model, body):
+            part["thoughtSignature"] = call_signature(body)
+        return [part]
+    if agent is not None:
+        return [{"text": agent.text or ""}]
     if name == "TOOL":
         return [{"functionCall": {"name": _tool_name(body), "args": {"city": "Paris"}}}]
     parts = [{"text": THINK_TEXT, "thought": True}] if name == "THINK" else []
     return parts + [{"text": MOCK_TEXT}]
 
 
-def _stream_pieces(body: dict[str, Any], name: str | None) -> list[list[dict[str, Any]]]:
-    if name == "TOOL":
-        return [_answer_parts(body, name)]
+def _stream_pieces(body: dict[str, Any], name: str | None, model: str = "") -> list[list[dict[str, Any]]]:
+    if name == "TOOL" or _agent(body) is not None:
+        return [_answer_parts(body, name, model)]
     if name == "LONGSTREAM":
         return [[{"text": f"tok{i} "}] for i in range(200)]
     words = MOCK_TEXT.split(" ")
@@ -141,7 +236,7 @@ def _stream_pieces(body: dict[str, Any], name: str | None) -> list[list[dict[str
 
 
 def _generate(model: str, body: dict[str, Any], name: str | None) -> web.Response:
-    resp = _fragment(model, _answer_parts(body, name), True, name == "THINK")
+    resp = _fragment(model, _answer_parts(body, name, model), True, name == "THINK")
     if name == "LONGSTREAM":
         resp["candidates"][0]["content"]["parts"] = [{"text": "".join(f"tok{i} " for i in range(200))}]
     return web.json_response(resp)
@@ -150,7 +245,7 @@ def _generate(model: str, body: dict[str, Any], name: str | None) -> web.Respons
 async def _stream(
     request: web.Request, model: str, body: dict[str, Any], name: str | None, recorder: Recorder
 ) -> web.StreamResponse:
-    pieces = _stream_pieces(body, name)
+    pieces = _stream_pieces(body, name, model)
     sse = request.query.get("alt") == "sse"
     resp = web.StreamResponse(headers={"content-type": "text/event-stream" if sse else "application/json"})
     await resp.prepare(request)
@@ -207,6 +302,8 @@ def create_app(recorder: Recorder) -> web.Application:
             return google_error(404, f"Method {method!r} not found for models/{model}.")
         if not body.get("contents"):
             return google_error(400, "* GenerateContentRequest.contents: contents is not specified\n")
+        if (problem := _invalid(model, body)) is not None:
+            return google_error(400, problem)
         name = trigger(last_user_text(_user_texts(body)))
         error = _trigger_error(name)
         if error is not None:

@@ -11,14 +11,31 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 import uuid
 from typing import Any
 
 from aiohttp import web
 
-from . import (CACHED_TOKENS, COMPLETION_TOKENS, MOCK_API_KEY, MOCK_TEXT, PROMPT_TOKENS, Received, Recorder,
-               trigger)
+from . import CACHED_TOKENS, COMPLETION_TOKENS, MOCK_API_KEY, MOCK_TEXT, PROMPT_TOKENS, Received, Recorder, trigger
+from .agentic import Decision, decide, text_of
+
+# other dialects' parameters, which the real API refuses ("Unrecognized request argument supplied");
+# fields unknown to the mock pass, so a test can show that passthrough carries tomorrow's fields
+FOREIGN_PARAMS = ("thinking", "top_k", "stop_sequences", "system", "context_management", "output_config",
+                  "anthropic_beta", "generationConfig", "contents")
+# the keys a message of each role may carry
+MESSAGE_KEYS = {
+    "system": {"role", "content", "name"},
+    "developer": {"role", "content", "name"},
+    "user": {"role", "content", "name"},
+    "assistant": {"role", "content", "name", "tool_calls", "refusal", "audio", "function_call"},
+    "tool": {"role", "content", "tool_call_id"},
+}
+# completion-token ceilings of the models the tests use (the real API refuses a larger max_tokens)
+MAX_COMPLETION_TOKENS = {"gpt-4o": 16384, "gpt-4o-mini": 16384, "gpt-4.1": 32768}
+_FUNCTION_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None, headers: dict[str, str] | None = None):
@@ -47,10 +64,70 @@ def _usage(reasoning: int = 0) -> dict[str, Any]:
     }
 
 
-def _tool_call(body: dict[str, Any]) -> dict[str, Any]:
+def _tool_call(body: dict[str, Any], agent: Decision | None = None) -> dict[str, Any]:
+    if agent is not None and agent.call is not None:
+        return {"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                "function": {"name": agent.call.name, "arguments": json.dumps(agent.call.arguments)}}
     tools = body.get("tools") or []
     name = tools[0]["function"]["name"] if tools else "get_weather"
     return {"id": "call_mock123", "type": "function", "function": {"name": name, "arguments": '{"city": "Paris"}'}}
+
+
+def _agent(body: dict[str, Any]) -> Decision | None:
+    results: list[str] = []
+    called: list[str] = []
+    for msg in reversed(body.get("messages") or []):
+        if msg.get("role") == "assistant":
+            called = [(c.get("function") or {}).get("name", "") for c in msg.get("tool_calls") or ()]
+            break
+        if msg.get("role") == "tool":
+            results.insert(0, text_of(msg.get("content")))
+    names = [(t.get("function") or {}).get("name", "") for t in body.get("tools") or ()]
+    return decide(_last_user_text(body), names, called, results)
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    """What the real API refuses with a 400 before generating anything."""
+    foreign = [k for k in FOREIGN_PARAMS if k in body]
+    if foreign:
+        return f"Unrecognized request argument supplied: {foreign[0]}"
+    if str(body.get("model")).startswith(("o1", "o3", "o4", "gpt-5")) and "max_tokens" in body:
+        return ("Unsupported parameter: 'max_tokens' is not supported with this model. "
+                "Use 'max_completion_tokens' instead.")
+    limit = MAX_COMPLETION_TOKENS.get(str(body.get("model")))
+    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    if limit and isinstance(asked, int) and asked > limit:
+        return (f"max_tokens is too large: {asked}. This model supports at most {limit} completion tokens, "
+                f"whereas you provided {asked}.")
+    for i, tool in enumerate(body.get("tools") or ()):
+        name = (tool.get("function") or {}).get("name") or ""
+        if not _FUNCTION_NAME.match(name):
+            return (f"Invalid 'tools[{i}].function.name': string does not match pattern. "
+                    "Expected a string that matches the pattern '^[a-zA-Z0-9_-]+$'.")
+    calls: set[str] = set()
+    for i, msg in enumerate(body["messages"]):
+        role = msg.get("role") if isinstance(msg, dict) else None
+        if role not in MESSAGE_KEYS:
+            return (f"Invalid value: '{role}'. Supported values are: 'system', 'assistant', 'user', "
+                    "'function', 'tool', and 'developer'.")
+        extra = sorted(set(msg) - MESSAGE_KEYS[role])
+        if extra:
+            return f"Additional properties are not allowed ('{extra[0]}' was unexpected) - 'messages.{i}'"
+        content = msg.get("content")
+        if role == "assistant" and content is None and not msg.get("tool_calls"):
+            return f"Invalid value for 'messages[{i}].content': expected a string, got null."
+        if role == "tool" and isinstance(content, list) and any(p.get("type") != "text" for p in content):
+            return (f"Invalid 'messages[{i}]'. Content parts of a message with role 'tool' must be of type "
+                    "'text'.")
+        if role == "tool" and msg.get("tool_call_id") not in calls:
+            return ("Invalid parameter: messages with role 'tool' must be a response to a preceeding message "
+                    "with 'tool_calls'.")
+        if role != "tool":  # the results must follow the calls directly
+            calls = {c.get("id") for c in msg.get("tool_calls") or ()} if role == "assistant" else set()
+    if len(str(body.get("user") or "")) > 64:
+        return (f"Invalid 'user': string too long. Expected a string with maximum length 64, but got a string "
+                f"with length {len(body['user'])} instead.")
+    return None
 
 
 def _check(request: web.Request, recorder: Recorder, body: Any) -> web.Response | None:
@@ -72,7 +149,10 @@ def create_app(recorder: Recorder) -> web.Application:
             return denied
         if not isinstance(body, dict) or "messages" not in body:
             return _error(400, "Missing required parameter: 'messages'.", "invalid_request_error")
-        what = trigger(_last_user_text(body))
+        if (problem := _invalid(body)) is not None:
+            return _error(400, problem, "invalid_request_error", "invalid_value")
+        agent = _agent(body)
+        what = "TOOL" if agent is not None and agent.call is not None else trigger(_last_user_text(body))
         if what == "429":
             return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
                           {"retry-after": "7"})
@@ -83,11 +163,13 @@ def create_app(recorder: Recorder) -> web.Application:
         if what == "SLOW":
             await asyncio.sleep(3)
         if body.get("stream"):
-            return await _stream(request, recorder, body, what)
-        message: dict[str, Any] = {"role": "assistant", "content": MOCK_TEXT, "refusal": None}
+            return await _stream(request, recorder, body, what, agent)
+        text = agent.text if agent is not None and agent.text is not None else MOCK_TEXT
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         finish = "stop"
         if what == "TOOL":
-            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(body)], "refusal": None}
+            message = {"role": "assistant", "content": None, "tool_calls": [_tool_call(body, agent)],
+                       "refusal": None}
             finish = "tool_calls"
         return web.json_response({
             "id": "chatcmpl-" + uuid.uuid4().hex[:20], "object": "chat.completion", "created": int(time.time()),
@@ -117,7 +199,8 @@ def _vector(text: str) -> list[float]:
     return [b / 255 for b in digest[:8]]
 
 
-async def _stream(request: web.Request, recorder: Recorder, body: dict[str, Any], what: str | None):
+async def _stream(request: web.Request, recorder: Recorder, body: dict[str, Any], what: str | None,
+                  agent: Decision | None = None):
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8"})
     await resp.prepare(request)
     base = {"id": "chatcmpl-" + uuid.uuid4().hex[:20], "object": "chat.completion.chunk",
@@ -133,14 +216,16 @@ async def _stream(request: web.Request, recorder: Recorder, body: dict[str, Any]
     try:
         await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
         if what == "TOOL":
-            call = _tool_call(body)
+            call = _tool_call(body, agent)
             await resp.write(chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
                                                     "function": {"name": call["function"]["name"], "arguments": ""}}]}))
-            for piece in ('{"city"', ': "Paris"}'):
+            args = call["function"]["arguments"]
+            for piece in (args[:7], args[7:]):
                 await resp.write(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
             finish = "tool_calls"
         else:
-            words = MOCK_TEXT.split(" ") if what != "LONGSTREAM" else ["w"] * 200
+            text = agent.text if agent is not None and agent.text is not None else MOCK_TEXT
+            words = text.split(" ") if what != "LONGSTREAM" else ["w"] * 200
             for i, word in enumerate(words):
                 if what == "LONGSTREAM":
                     await asyncio.sleep(0.05)

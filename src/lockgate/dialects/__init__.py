@@ -21,7 +21,15 @@ not lose them on the way:
 Request (``canonical request``): an OpenAI chat request dict. ``model`` is the
 client's model name.  Messages have roles ``system`` | ``developer`` | ``user``
 | ``assistant`` | ``tool``; a ``system`` message may appear anywhere (Claude
-Code sends mid-conversation system text).  Content is a string or a list of
+Code sends mid-conversation system text; the Anthropic door accepts
+``role: "system"`` inside ``messages``).  Dialects without a mid-conversation
+system role keep the *leading* system messages in their system field and fold
+each later one, in place, into the neighbouring user turn as a
+``<system-reminder>``-delimited text (``system_messages``); OpenAI chat keeps
+them where they stand, Responses makes them ``developer`` items.  A ``tool``
+message may carry ``is_error: true`` (Anthropic's flag; ``Error: `` prefix of
+the text where the target has no flag) and ``name`` (the Gemini door's; dropped
+for OpenAI).  Content is a string or a list of
 parts ``{"type":"text","text":...}`` and
 ``{"type":"image_url","image_url":{"url": "data:<mime>;base64,<data>" | "https://..."}}``.
 Extensions:
@@ -33,7 +41,9 @@ Extensions:
   * top-level ``thinking`` (Anthropic's ``{"type":"enabled","budget_tokens":N}``),
     ``top_k``, ``metadata`` (dict) are kept when the source had them.
   * ``max_tokens`` is always the output limit (``max_completion_tokens`` is
-    folded into it by the OpenAI dialect).
+    folded into it by the OpenAI dialect); on the translated path it is lowered
+    to the target model's ceiling (``output_limits``) before the provider's
+    dialect sees it.
 
 Response (``canonical response``): an OpenAI ``chat.completion`` dict with
 one or more choices; ``message`` has ``content`` (str or None), ``tool_calls``
@@ -106,6 +116,16 @@ class Dialect(Protocol):
     # passthrough accounting: canonical usage of a native response body / stream
     def usage_from_body(self, body: dict[str, Any]) -> dict[str, Any] | None: ...
     def usage_tap(self) -> UsageTap: ...
+
+
+TOOL_ERROR_PREFIX = "Error: "
+
+
+def error_marked(text: str, is_error: Any) -> str:
+    """A tool result's text for a dialect without an error flag: marked when it reports an error."""
+    if not is_error or text.startswith(TOOL_ERROR_PREFIX):
+        return text
+    return TOOL_ERROR_PREFIX + text
 
 
 def get(name: str) -> ModuleType:

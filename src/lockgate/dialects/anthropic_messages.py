@@ -5,10 +5,15 @@ tap and the small tables shared by both halves (stop reasons, usage, error
 types) live in ``anthropic_stream`` and are re-exported below, so this module
 exposes the same names as every dialect.
 
+Mid-conversation system messages: a ``role: "system"`` message inside
+``messages`` (Claude Code sends them; text blocks only) becomes a canonical
+system message where it stands.  Canonical -> Anthropic keeps the system
+messages that open the conversation in the top-level ``system`` and folds every
+later one, in place, into the neighbouring user turn as a
+``<system-reminder>``-delimited text block (``system_messages``): that shape
+every Anthropic model and every Anthropic-compatible endpoint accepts.
+
 Lossy corners (everything else round-trips):
-  * canonical -> Anthropic: every ``system``/``developer`` message, wherever it
-    sits in the conversation, is moved into the top-level ``system`` (in order),
-    because Anthropic has no system role inside ``messages``;
   * ``response_format`` is emulated with an extra system text block asking
     for JSON (Anthropic has no JSON mode);
   * OpenAI-only knobs (penalties, logprobs, seed, logit_bias, n=1, ...) are
@@ -36,6 +41,7 @@ from .anthropic_stream import (
     stream_encoder,
     usage_tap,
 )
+from .system_messages import delimited_part, fold_into_user_turns
 
 NAME = "anthropic"
 
@@ -88,13 +94,13 @@ def _validate_top(body: Any) -> None:
         raise BadRequest("max_tokens: field required (a positive integer)", param="max_tokens")
 
 
-def _system_to_canonical(system: Any) -> dict[str, Any]:
+def _system_to_canonical(system: Any, where: str = "system") -> dict[str, Any]:
     if isinstance(system, str):
         return {"role": "system", "content": system}
     if not isinstance(system, list) or not all(
         isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in system
     ):
-        raise BadRequest("system: must be a string or a list of text blocks", param="system")
+        raise BadRequest(f"{where}: must be a string or a list of text blocks", param=where)
     if any("cache_control" in b for b in system):
         return {"role": "system", "content": [_text_part(b) for b in system]}
     return {"role": "system", "content": "\n".join(b["text"] for b in system)}
@@ -108,9 +114,11 @@ def _text_part(block: dict[str, Any]) -> dict[str, Any]:
 
 
 def _message_to_canonical(msg: Any, where: str) -> list[dict[str, Any]]:
-    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-        raise BadRequest(f"{where}.role: must be 'user' or 'assistant'", param=f"{where}.role")
+    if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant", "system"):
+        raise BadRequest(f"{where}.role: must be 'user', 'assistant' or 'system'", param=f"{where}.role")
     content = msg.get("content")
+    if msg["role"] == "system":  # a mid-conversation system message (Claude Code's reminders)
+        return [_system_to_canonical(content, f"{where}.content")]
     if isinstance(content, str):
         return [{"role": msg["role"], "content": content}]
     if not isinstance(content, list) or not all(isinstance(b, dict) for b in content):
@@ -146,7 +154,23 @@ def _part_to_canonical(block: dict[str, Any], where: str) -> dict[str, Any]:
         if "cache_control" in block:
             part["cache_control"] = block["cache_control"]
         return part
+    if btype == "document" and (block.get("source") or {}).get("type") == "base64":
+        return _document_to_canonical(block, where)
     raise BadRequest(f"{where}: unsupported content block type {btype!r}", param=f"{where}.type")
+
+
+def _document_to_canonical(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """A base64 document (Claude Code's Read of a PDF) -> a canonical ``file`` part (a data URL)."""
+    src = block["source"]
+    if not src.get("data") or not src.get("media_type"):
+        raise BadRequest(f"{where}.source: a base64 document needs media_type and data", param=f"{where}.source")
+    file: dict[str, Any] = {"file_data": f"data:{src['media_type']};base64,{src['data']}"}
+    if block.get("title"):
+        file["filename"] = block["title"]
+    part: dict[str, Any] = {"type": "file", "file": file}
+    if "cache_control" in block:
+        part["cache_control"] = block["cache_control"]
+    return part
 
 
 def _image_url(block: dict[str, Any], where: str) -> str:
@@ -326,12 +350,12 @@ def _metadata(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """All system/developer messages go, in order, to the top-level ``system``
-    (Anthropic has no system role in ``messages``, mid-conversation ones too);
-    the rest become alternating user/assistant messages."""
+    """The system/developer messages that open the conversation go, in order, to the
+    top-level ``system``; later ones are folded into the neighbouring user turn
+    (``system_messages``); the rest become alternating user/assistant messages."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, m in enumerate(msgs):
+    for i, m in enumerate(fold_into_user_turns(msgs)):
         role = m.get("role")
         if role in ("system", "developer"):
             system.extend(_system_blocks(m.get("content"), f"messages[{i}]"))
@@ -345,6 +369,32 @@ def _split_messages(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], l
         else:
             turns.append({"role": wire_role, "content": blocks})
     return system, [_finish_turn(t) for t in turns]
+
+
+def without_system_messages(body: dict[str, Any]) -> dict[str, Any]:
+    """A native body whose ``role: "system"`` messages are folded, in place, into the user turns
+    (for Anthropic models behind Bedrock and Vertex, which may not take the first-party API's
+    newer shapes); the same dict when it has none."""
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not any(isinstance(m, dict) and m.get("role") == "system" for m in msgs):
+        return body
+    turns: list[dict[str, Any]] = []
+    for m in msgs:
+        if isinstance(m, dict) and m.get("role") == "system":
+            part = delimited_part(m.get("content"))
+            if part is None:
+                continue
+            m = {"role": "user", "content": [part]}
+        if turns and turns[-1].get("role") == "user" and m.get("role") == "user":
+            merged = _as_blocks(turns[-1].get("content")) + _as_blocks(m.get("content"))
+            turns[-1] = _finish_turn({"role": "user", "content": merged})
+        else:
+            turns.append(m)
+    return {**body, "messages": turns}
+
+
+def _as_blocks(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or ())
 
 
 def _finish_turn(turn: dict[str, Any]) -> dict[str, Any]:
@@ -403,6 +453,8 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
                 blocks.append(_text_block(part))
         elif ptype == "image_url":
             blocks.append(_image_block(part, where))
+        elif ptype == "file" and str((part.get("file") or {}).get("file_data", "")).startswith("data:"):
+            blocks.append(_document_block(part))
         else:
             raise BadRequest(f"{where}.content: unsupported part type {ptype!r}", param=f"{where}.content")
     return blocks
@@ -419,6 +471,17 @@ def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:
     else:
         raise BadRequest(f"{where}.content: image_url must be a base64 data URL or http(s) URL",
                          param=f"{where}.content")
+    if "cache_control" in part:
+        block["cache_control"] = part["cache_control"]
+    return block
+
+
+def _document_block(part: dict[str, Any]) -> dict[str, Any]:
+    file = part["file"]
+    mime, _, data = file["file_data"][5:].partition(";base64,")
+    block: dict[str, Any] = {"type": "document", "source": {"type": "base64", "media_type": mime, "data": data}}
+    if file.get("filename"):
+        block["title"] = file["filename"]
     if "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block

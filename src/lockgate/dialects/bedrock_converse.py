@@ -14,6 +14,9 @@ of ``{"text"}``, ``{"image": {"format", "source": {"bytes": <base64>}}}``,
 ``toolConfig`` the tools and toolChoice.  Model-specific knobs go into
 ``additionalModelRequestFields`` (Anthropic's ``thinking`` and ``top_k``).
 
+System messages that open the conversation go to ``system``; later ones are
+folded, in place, into the neighbouring user turn (``<system-reminder>``-delimited).
+
 Lossy corners: images must be inline (``data:`` URLs) or ``s3://`` (Bedrock
 cannot fetch URLs and Lockgate does not fetch for it); ``tool_choice: "none"``
 sends the tools without a choice (Converse has no "none"); ``response_format``,
@@ -31,6 +34,7 @@ import orjson
 
 from ..errors import BadRequest, LockgateError, type_for_status
 from .bedrock_converse_stream import canonical_usage, finish_reason, stream_decoder, usage_tap
+from .system_messages import fold_into_user_turns
 
 NAME = "bedrock_converse"
 
@@ -102,10 +106,11 @@ def _additional_fields(req: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def _split(msgs: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """System/developer messages (anywhere) -> ``system``; the rest -> alternating turns."""
+    """Leading system/developer messages -> ``system``; later ones folded into the
+    neighbouring user turn (``system_messages``); the rest -> alternating turns."""
     system: list[dict[str, Any]] = []
     turns: list[dict[str, Any]] = []
-    for i, m in enumerate(msgs):
+    for i, m in enumerate(fold_into_user_turns(msgs)):
         where = f"messages[{i}]"
         role = m.get("role")
         if role in ("system", "developer"):
@@ -165,11 +170,34 @@ def _content_blocks(content: Any, where: str) -> list[dict[str, Any]]:
             blocks.append({"text": part["text"]})
         elif ptype == "image_url":
             blocks.append(_image_block(part, where))
+        elif ptype == "file":
+            blocks.append(_document_block(part, where))
         else:
             raise BadRequest(f"{where}.content: unsupported part type {ptype!r}", param=f"{where}.content")
         if "cache_control" in part:
             blocks.append(cache_point())
     return blocks
+
+
+_DOCUMENT_FORMATS = {"application/pdf": "pdf", "text/csv": "csv", "text/html": "html", "text/plain": "txt",
+                     "text/markdown": "md", "application/msword": "doc",
+                     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+                     "application/vnd.ms-excel": "xls",
+                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+
+
+def _document_block(part: dict[str, Any], where: str) -> dict[str, Any]:
+    """A canonical ``file`` part (data URL) -> a Converse ``document`` block."""
+    file = part.get("file") or {}
+    url = str(file.get("file_data") or "")
+    mime, _, data = url[5:].partition(";base64,") if url.startswith("data:") else ("", "", "")
+    fmt = _DOCUMENT_FORMATS.get(mime)
+    if not fmt or not data:
+        raise BadRequest(f"{where}.content: Bedrock takes inline documents of types "
+                         f"{', '.join(sorted(set(_DOCUMENT_FORMATS.values())))}", param=f"{where}.content")
+    stem = str(file.get("filename") or "document").rsplit(".", 1)[0]
+    name = "".join(c if c.isalnum() or c in " -()[]" else "-" for c in stem)[:200] or "document"
+    return {"document": {"format": fmt, "name": name, "source": {"bytes": data}}}
 
 
 def _image_block(part: dict[str, Any], where: str) -> dict[str, Any]:

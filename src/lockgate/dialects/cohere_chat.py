@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest, UpstreamError, type_for_status
+from . import error_marked
+from .system_messages import fold_into_user_turns
 
 NAME = "cohere"
 
@@ -110,19 +112,33 @@ def _assistant(m: dict[str, Any]) -> dict[str, Any]:
 
 def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for m in messages:
+    for m in fold_into_user_turns(messages):  # a later system message joins the user turn (in place)
         role = m.get("role")
         if role in ("system", "developer"):
             out.append({"role": "system", "content": _text(m.get("content"))})
+        elif role == "user" and out and out[-1]["role"] == "user":  # one user turn, as it was
+            out[-1]["content"] = _joined(out[-1]["content"], _user_content(m.get("content")))
         elif role == "user":
             out.append({"role": "user", "content": _user_content(m.get("content"))})
         elif role == "assistant":
             out.append(_assistant(m))
         elif role == "tool":
-            out.append({"role": "tool", "tool_call_id": m.get("tool_call_id"), "content": _text(m.get("content"))})
+            out.append({"role": "tool", "tool_call_id": m.get("tool_call_id"),
+                        "content": error_marked(_text(m.get("content")), m.get("is_error"))})
         else:
             raise BadRequest(f"unsupported message role {role!r}", param="messages")
     return out
+
+
+def _joined(first: Any, second: Any) -> Any:
+    """The content of two consecutive user messages as one."""
+    if isinstance(first, str) and isinstance(second, str):
+        return first + "\n\n" + second
+    return _as_parts(first) + _as_parts(second)
+
+
+def _as_parts(content: Any) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

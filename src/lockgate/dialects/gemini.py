@@ -7,6 +7,10 @@ Gemini-native front door.  Stream decoding/encoding and the usage tap live in
 ``gemini_stream``.  Field names are read camelCase (as the REST API returns
 them) or snake_case; they are always written camelCase.
 
+System messages: the ones that open the conversation go to ``systemInstruction``;
+a later one (Claude Code's mid-conversation reminders) is folded, in place, into
+the neighbouring user turn as a ``<system-reminder>``-delimited text part.
+
 Lossy spots, on purpose:
   * thinking: thought text is never sent back to Gemini (it ignores it); only
     the signature of the first signed ``thinking_blocks`` entry travels, as the
@@ -41,6 +45,7 @@ from typing import Any
 import orjson
 
 from ..errors import BadRequest, LockgateError, type_for_status
+from .system_messages import fold_into_user_turns
 
 NAME = "gemini"
 
@@ -329,7 +334,9 @@ def _tool_result(content: Any) -> Any:
 def _function_response(m: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     cid = m.get("tool_call_id")
     name = names.get(cid or "") or m.get("name") or "unknown_function"
-    resp: dict[str, Any] = {"name": name, "response": {"result": _tool_result(m.get("content"))}}
+    # a failed call's result goes under "error", the key Gemini's docs give for failures
+    key = "error" if m.get("is_error") else "result"
+    resp: dict[str, Any] = {"name": name, "response": {key: _tool_result(m.get("content"))}}
     if cid:
         resp["id"] = cid
     return {"functionResponse": resp}
@@ -348,7 +355,8 @@ def _contents(messages: list[dict[str, Any]], model: str) -> tuple[list, list]:
     system: list[dict[str, Any]] = []
     contents: list[dict[str, Any]] = []
     names: dict[str, str] = {}  # tool_call_id -> function name
-    for m in messages:
+    # leading system messages -> systemInstruction; later ones folded into the user turns (in place)
+    for m in fold_into_user_turns(messages):
         role = m.get("role")
         if role in ("system", "developer"):
             system.extend(_content_parts(m.get("content"), media=False))
@@ -356,10 +364,16 @@ def _contents(messages: list[dict[str, Any]], model: str) -> tuple[list, list]:
             for tc in m.get("tool_calls") or ():
                 names[tc.get("id") or ""] = (tc.get("function") or {}).get("name") or ""
             _append(contents, "model", assistant_parts(m, model))
-        elif role == "tool":
-            _append(contents, "user", [_function_response(m, names)])
+        elif role == "tool":  # images of a result (Claude Code's Read of a picture) follow its response
+            content = m.get("content")
+            media = [p for p in content if p.get("type") != "text"] if isinstance(content, list) else []
+            _append(contents, "user", [_function_response(m, names), *_content_parts(media)])
         else:
             _append(contents, "user", _content_parts(m.get("content")))
+    for turn in contents:  # function responses open their turn, right after the calls they answer
+        parts = turn["parts"]
+        if turn["role"] == "user" and len(parts) > 1 and any("functionResponse" in p for p in parts[1:]):
+            parts.sort(key=lambda p: "functionResponse" not in p)
     return system, contents
 
 

@@ -1,17 +1,33 @@
-"""OpenAI Chat Completions: the lingua franca and the canonical form itself."""
+"""OpenAI Chat Completions: the lingua franca and the canonical form itself.
+
+Provider side, the canonical extensions OpenAI lacks are removed (``thinking``,
+``top_k``, ``metadata``, ``thinking_blocks``, ``cache_control``; a tool result's
+``is_error`` becomes an ``Error: `` prefix of its text), system messages stay where
+they stand (one that sits between an assistant's tool calls and their results is
+moved just after the results, where OpenAI accepts it), and a ``user`` longer than
+OpenAI's 64 characters (Claude Code's ``metadata.user_id`` is a JSON document) is
+replaced by a stable digest of it.  Reasoning models (o-series, gpt-5) get
+``max_completion_tokens`` instead of ``max_tokens``, and an Anthropic thinking
+budget as ``reasoning_effort`` (>= 16384 high, >= 4096 medium, else low).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
 from ..errors import LockgateError, UpstreamError, type_for_status
 from ..transport.sse import encode_event
+from . import error_marked
+from .system_messages import after_tool_results
 
 NAME = "openai"
+MAX_USER_LENGTH = 64  # OpenAI refuses a longer ``user``
 
 _DROP_ON_CANONICAL = ("api_base", "base_url", "api_key", "api_version")
 
@@ -107,16 +123,27 @@ def error_body(err: Exception) -> dict[str, Any]:
 def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
     body = {k: v for k, v in req.items() if k not in ("thinking", "top_k", "metadata")}
     body["model"] = model
-    msgs = []
-    for m in req.get("messages", []):
-        if "thinking_blocks" in m or _has_cache_control(m):
-            m = {k: v for k, v in m.items() if k != "thinking_blocks"}
-            if isinstance(m.get("content"), list):
-                m["content"] = [
-                    {k: v for k, v in p.items() if k != "cache_control"} for p in m["content"]
-                ]
+    msgs: list[dict[str, Any]] = []
+    images: list[dict[str, Any]] = []  # images of tool results, sent once the results are through
+    for m in after_tool_results(req.get("messages", [])):
+        if images and m.get("role") != "tool":
+            msgs.append(_images_message(images))
+            images = []
+        if _has_extensions(m):
+            m = _plain_message(m)
+            if m.get("role") == "assistant" and not m.get("content") and not m.get("tool_calls"):
+                continue  # it held only thinking, which OpenAI cannot take: an empty turn is refused
+        if m.get("role") == "tool" and isinstance(m.get("content"), list):
+            m, found = _text_only_result(m)
+            images.extend(found)
         msgs.append(m)
+    if images:
+        msgs.append(_images_message(images))
     body["messages"] = msgs
+    if is_reasoning_model(model):
+        _reasoning_knobs(body, req)
+    if isinstance(body.get("user"), str) and len(body["user"]) > MAX_USER_LENGTH:
+        body["user"] = user_digest(body["user"])
     if "tools" in body:
         body["tools"] = [{k: v for k, v in t.items() if k != "cache_control"} for t in body["tools"]]
     if body.get("stream"):
@@ -124,6 +151,70 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
         opts["include_usage"] = True
         body["stream_options"] = opts
     return body
+
+
+@lru_cache(maxsize=1024)
+def user_digest(user: str) -> str:
+    """A stable stand-in, within OpenAI's 64 characters, for a longer ``user`` (cached: a
+    Claude Code session sends the same one on every request)."""
+    return "user-" + hashlib.sha256(user.encode()).hexdigest()[:48]
+
+
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+
+
+@lru_cache(maxsize=256)
+def is_reasoning_model(model: str) -> bool:
+    """OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, ...), which take ``max_completion_tokens``."""
+    return _REASONING_MODEL.match(model.rsplit("/", 1)[-1]) is not None
+
+
+def _reasoning_knobs(body: dict[str, Any], req: dict[str, Any]) -> None:
+    """``max_tokens`` -> ``max_completion_tokens`` (reasoning models refuse the former) and an
+    Anthropic thinking budget -> ``reasoning_effort`` when the request set none."""
+    if "max_tokens" in body:
+        body["max_completion_tokens"] = body.pop("max_tokens")
+    thinking = req.get("thinking")
+    if "reasoning_effort" in body or not isinstance(thinking, dict):
+        return
+    if thinking.get("type") == "enabled" and isinstance(thinking.get("budget_tokens"), int):
+        budget = thinking["budget_tokens"]
+        body["reasoning_effort"] = "high" if budget >= 16384 else "medium" if budget >= 4096 else "low"
+
+
+def _text_only_result(m: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """OpenAI's tool messages hold text only: the other parts of a result are taken out."""
+    found = [p for p in m["content"] if p.get("type") != "text"]
+    if not found:
+        return m, []
+    texts = [p for p in m["content"] if p.get("type") == "text"]
+    note = {"type": "text", "text": f"({len(found)} image(s) of this result follow in the next message)"}
+    return {**m, "content": [*texts, note]}, found
+
+
+def _images_message(images: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"role": "user", "content": [{"type": "text", "text": "Images returned by the tools above:"}, *images]}
+
+
+def _has_extensions(m: dict[str, Any]) -> bool:
+    return ("thinking_blocks" in m or "is_error" in m or _has_cache_control(m)
+            or (m.get("role") == "tool" and "name" in m))
+
+
+def _plain_message(m: dict[str, Any]) -> dict[str, Any]:
+    """A canonical message without the extensions OpenAI refuses."""
+    out = {k: v for k, v in m.items() if k not in ("thinking_blocks", "is_error")}
+    if out.get("role") == "tool":
+        out.pop("name", None)  # the Gemini door names its results; OpenAI's tool message has no name
+    content = out.get("content")
+    if isinstance(content, list):
+        content = [{k: v for k, v in p.items() if k != "cache_control"} for p in content]
+        if m.get("is_error"):
+            content = [{"type": "text", "text": error_marked("", True)}, *content]
+    elif isinstance(content, str):
+        content = error_marked(content, m.get("is_error"))
+    out["content"] = content
+    return out
 
 
 def _has_cache_control(m: dict[str, Any]) -> bool:

@@ -31,7 +31,8 @@ import uuid
 from typing import Any
 
 from ..errors import BadRequest
-from . import openai_chat
+from . import error_marked, openai_chat
+from .system_messages import leading_count
 
 NAME = "openai_responses"
 
@@ -297,14 +298,19 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
 
 
 def _items_from_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages -> input items; a system message after the conversation began is a ``developer``
+    item where it stands (the Responses API's mid-conversation instructions)."""
     items: list[dict[str, Any]] = []
-    for m in messages:
+    opening = leading_count(messages)
+    for i, m in enumerate(messages):
         role = m.get("role")
         if role == "tool":
+            output = _output_text(m.get("content")) if isinstance(m.get("content"), list) else m.get("content") or ""
             items.append({"type": "function_call_output", "call_id": m.get("tool_call_id"),
-                          "output": _output_text(m.get("content")) if isinstance(m.get("content"), list)
-                          else m.get("content") or ""})
+                          "output": error_marked(output, m.get("is_error"))})
             continue
+        if role == "system" and i >= opening:
+            role = "developer"
         text_type = "output_text" if role == "assistant" else "input_text"
         parts = _native_parts(m.get("content"), text_type)
         if parts:

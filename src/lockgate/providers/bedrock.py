@@ -84,7 +84,8 @@ class BedrockProvider(Provider):
     def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
         if self.dialect is not anthropic_messages:
             return body
-        out = {k: v for k, v in body.items() if k not in ("model", "stream")}
+        out = {k: v for k, v in anthropic_messages.without_system_messages(body).items()
+               if k not in ("model", "stream")}
         out.setdefault("anthropic_version", ANTHROPIC_VERSION)
         return out
 

@@ -97,7 +97,7 @@ class VertexClaude(Provider):
         return {**headers, "authorization": "Bearer " + await self.auth.token(dep)}
 
     def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
-        out = {k: v for k, v in body.items() if k != "model"}
+        out = {k: v for k, v in anthropic_messages.without_system_messages(body).items() if k != "model"}
         out.setdefault("anthropic_version", ANTHROPIC_VERSION)
         return out
 
