@@ -45,6 +45,8 @@ log = logging.getLogger("lockgate.governance")
 UTC = timezone.utc
 NO_COST_ROUTES = ("count_tokens",)
 _STREAM_TRUE, _STREAM_FALSE = '{"stream":true}', '{"stream":false}'
+# management kind -> the start of its counters' names (as ``_principal_plan`` and ``_items`` name them)
+SPEND_COUNTER_PREFIX = {"key": "k:", "user": "u:", "team": "t:", "organization": "o:", "customer": "c:"}
 
 
 class Grant:
@@ -159,6 +161,24 @@ class Governance:
         else:  # a user / team / organization change touches every key under it: drop them all
             self.keys.invalidate()
             self.customers.invalidate()
+
+    async def reset_spend(self, kind: str, ident: str, row: dict[str, Any]) -> None:
+        """An administrative spend change (``spend`` in ``/key/update``, ``/team/update``...): the running
+        spend counter of the current budget period restarts from the stored value.  (The counter is
+        created from storage only when it does not exist yet, so without this the next request would
+        still be refused for a budget an admin just reset.)"""
+        prefix = SPEND_COUNTER_PREFIX.get(kind)
+        if prefix is None:
+            return
+        limits = Limits(max_budget=row.get("max_budget"), budget_duration=row.get("budget_duration"),
+                        budget_reset_at=row.get("budget_reset_at"))
+        items: list[Item] = []
+        if _budget_item(items, prefix + ident, "", limits, 0.0, time()) is None:
+            return  # no budget: no counter
+        try:
+            await self.counters.reset(items[0].key, float(row.get("spend") or 0.0))
+        except Exception as exc:  # noqa: BLE001 - the counter then expires and reloads from storage
+            log.warning("could not reset a running spend counter (%s)", type(exc).__name__)
 
     async def _subscribe(self) -> None:
         assert isinstance(self.counters, RedisCounters)

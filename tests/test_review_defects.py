@@ -1,0 +1,159 @@
+"""Defects found in review (issue 11, section 4), each through real gateways, PostgreSQL and Redis.
+
+The gateway-level tests run on the embedded default (SQLite + in-process counters, one gateway) and on
+PostgreSQL + Redis (two gateways sharing them: the change is made on one, checked on the other).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MASTER_KEY, gateway_config, start_gateway
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
+PRICE = 1e-3  # USD per token of the priced mock deployment
+
+
+def _config(mocks, general: dict, governance: dict, router: dict | None = None) -> dict:
+    cfg = gateway_config(mocks)
+    cfg["model_list"].append(
+        {"model_name": "priced-mock", "litellm_params": {"model": "mock/priced", "mock_response": "ok then"},
+         "model_info": {"input_cost_per_token": PRICE, "output_cost_per_token": PRICE}})
+    cfg["general_settings"].update(general)
+    cfg["router_settings"].update(router or {})
+    cfg["lockgate_settings"] = {"governance": {"budget_reset_interval": 1, **governance}}
+    return cfg
+
+
+async def _pg(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+class Backend:
+    """The embedded default, or PostgreSQL + Redis with a fresh database and key prefix."""
+
+    def __init__(self, name: str, mocks, tmp: Path, router: dict | None = None, governance: dict | None = None,
+                 ) -> None:
+        self.name, self.mocks, self.tmp = name, mocks, tmp
+        self.general: dict = {}
+        self.governance: dict = dict(governance or {})
+        self.router = router
+        self.db: str | None = None
+        self.prefix = f"lockgate-test-{uuid.uuid4().hex[:10]}:"
+        self.gateways: list = []
+        if name == "pg_redis":
+            self.db = "lockgate_defects_" + uuid.uuid4().hex[:10]
+            asyncio.run(_pg(f'CREATE DATABASE "{self.db}"'))
+            self.general = {"database_url": f"postgresql://postgres@127.0.0.1:5432/{self.db}", "redis_url": REDIS_URL}
+            self.governance["redis_key_prefix"] = self.prefix
+
+    def start(self, label: str):
+        path = self.tmp / label
+        path.mkdir(exist_ok=True)
+        gw = start_gateway(_config(self.mocks, self.general, self.governance, self.router), path)
+        self.gateways.append(gw)
+        return gw
+
+    def close(self) -> None:
+        for gw in self.gateways:
+            if gw.process.poll() is None:
+                gw.process.terminate()
+                gw.process.wait(10)
+        if self.db:
+            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
+        import redis
+
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(match=self.prefix + "*"))
+        if keys:
+            r.delete(*keys)
+        r.close()
+
+
+@pytest.fixture(scope="module", params=["embedded", "pg_redis"])
+def env(request, mocks, tmp_path_factory):
+    backend = Backend(request.param, mocks, tmp_path_factory.mktemp(f"defects-{request.param}"))
+    try:
+        backend.a = backend.start("a")
+        backend.b = backend.start("b") if request.param == "pg_redis" else backend.a
+        yield backend
+    finally:
+        backend.close()
+
+
+def admin(gw, path: str, **body) -> dict:
+    r = httpx.post(gw.url + path, headers=ADMIN, json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def gen_key(gw, **fields) -> str:
+    return admin(gw, "/key/generate", **fields)["key"]
+
+
+def chat(gw, key: str, model: str = "priced-mock", **body) -> httpx.Response:
+    payload = {"model": model, "messages": [{"role": "user", "content": "hello"}], **body}
+    return httpx.post(gw.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=payload,
+                      timeout=30)
+
+
+def eventually(check, timeout: float = 3.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------ 1. spend reset resets the running counter
+
+
+def _exhaust(env, key: str, **body) -> None:
+    assert chat(env.a, key, **body).status_code == 200  # costs more than the whole budget
+    refused = eventually(lambda: chat(env.b, key, **body).status_code == 429)
+    assert refused, "the budget should be exceeded after one request"
+
+
+@pytest.mark.parametrize("level", ["key", "key-1d", "team", "user", "organization", "customer"])
+def test_an_update_that_resets_spend_resets_the_running_counter(env, level):
+    budget: dict = {"max_budget": 1e-6}
+    body: dict = {}
+    if level == "key-1d":  # a budget period: the counter is named after it
+        level, budget["budget_duration"] = "key", "1d"
+    if level == "key":
+        key = gen_key(env.a, **budget)
+    elif level == "customer":
+        end_user = "customer-" + uuid.uuid4().hex[:8]
+        admin(env.a, "/customer/new", user_id=end_user, **budget)
+        key, body = MASTER_KEY, {"user": end_user}
+    else:
+        ident = admin(env.a, f"/{level}/new", **budget)[f"{level}_id"]
+        key = gen_key(env.a, **{f"{level}_id": ident})
+    _exhaust(env, key, **body)
+
+    if level == "key":
+        admin(env.a, "/key/update", key=key, spend=0)
+    elif level == "customer":
+        admin(env.a, "/customer/update", user_id=body["user"], spend=0)
+    else:
+        admin(env.a, f"/{level}/update", **{f"{level}_id": ident, "spend": 0})
+    # the other instance (pg_redis) answers at once: the counter is shared, not reloaded after a TTL
+    answer = chat(env.b, key, **body)
+    assert answer.status_code == 200, answer.text
+    # and the budget still holds from there on
+    assert eventually(lambda: chat(env.b, key, **body).status_code == 429)
