@@ -157,3 +157,69 @@ def test_an_update_that_resets_spend_resets_the_running_counter(env, level):
     assert answer.status_code == 200, answer.text
     # and the budget still holds from there on
     assert eventually(lambda: chat(env.b, key, **body).status_code == 429)
+
+
+# ------------------------------------------------------------------ 2. route groups cover every route served
+
+
+@pytest.fixture(scope="module")
+def embedded(mocks, tmp_path_factory):
+    backend = Backend("embedded", mocks, tmp_path_factory.mktemp("defects-routes"))
+    try:
+        backend.a = backend.start("a")
+        yield backend
+    finally:
+        backend.close()
+
+
+MESSAGES = [{"role": "user", "content": "hello"}]
+GEMINI_BODY = {"contents": [{"role": "user", "parts": [{"text": "hello"}]}]}
+# (name, path, body): one request per route the gateway serves, with and without /v1
+CALLS = [
+    ("chat", "/v1/chat/completions", {"model": "openai-model", "messages": MESSAGES}),
+    ("chat", "/chat/completions", {"model": "openai-model", "messages": MESSAGES}),
+    ("completions", "/v1/completions", {"model": "claude-model", "prompt": "hello", "max_tokens": 5}),
+    ("completions", "/completions", {"model": "claude-model", "prompt": "hello", "max_tokens": 5}),
+    ("responses", "/v1/responses", {"model": "claude-model", "input": "hello"}),
+    ("responses", "/responses", {"model": "claude-model", "input": "hello"}),
+    ("embeddings", "/v1/embeddings", {"model": "openai-embed", "input": "hello"}),
+    ("embeddings", "/embeddings", {"model": "openai-embed", "input": "hello"}),
+    ("messages", "/v1/messages", {"model": "claude-model", "max_tokens": 10, "messages": MESSAGES}),
+    ("messages", "/messages", {"model": "claude-model", "max_tokens": 10, "messages": MESSAGES}),
+    ("count_tokens", "/v1/messages/count_tokens", {"model": "claude-model", "messages": MESSAGES}),
+    ("generate", "/v1beta/models/gemini-model:generateContent", GEMINI_BODY),
+    ("generate", "/v1/models/gemini-model:generateContent", GEMINI_BODY),
+    ("stream", "/v1beta/models/gemini-model:streamGenerateContent?alt=sse", GEMINI_BODY),
+    ("gemini_count_tokens", "/v1beta/models/gemini-model:countTokens", GEMINI_BODY),
+]
+
+
+def call(gw, key: str, path: str, body: dict) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+    return httpx.post(gw.url + path, headers=headers, json=body, timeout=30)
+
+
+@pytest.mark.parametrize("allowed, served", [
+    (["llm_api_routes"], {c[0] for c in CALLS}),
+    (["LiteLLMRoutes.llm_api_routes"], {c[0] for c in CALLS}),
+    (["openai_routes"], {"chat", "completions", "responses", "embeddings"}),
+    (["anthropic_routes"], {"messages", "count_tokens"}),
+    (["google_routes"], {"generate", "stream", "gemini_count_tokens"}),
+    (["/v1/responses"], {"responses"}),
+    (["/completions", "/embeddings"], {"completions", "embeddings"}),
+    (["/v1beta/models/{model}:generateContent"], {"generate"}),
+    (["/v1beta/models/gemini-model:streamGenerateContent"], {"stream"}),
+    (["/v1beta/models/*"], {"generate", "stream", "gemini_count_tokens"}),
+    (["management_routes"], set()),
+])
+def test_allowed_routes_cover_every_route_served(embedded, allowed, served):
+    key = gen_key(embedded.a, allowed_routes=allowed)
+    for name, path, body in CALLS:
+        r = call(embedded.a, key, path, body)
+        if name in served:
+            assert r.status_code == 200, (allowed, path, r.text)
+        else:
+            assert r.status_code == 403, (allowed, path, r.text)
+            error = r.json()["error"]
+            message = error["message"] if isinstance(error, dict) else r.json()["error"]["message"]
+            assert "not allowed to call" in message, (path, r.text)

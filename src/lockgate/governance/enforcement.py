@@ -255,7 +255,7 @@ class Governance:
         p = ctx.principal
         if isinstance(p, Principal):
             policy.check_key_state(p, datetime.now(UTC))
-            policy.check_route(p, ctx.route)
+            policy.check_route(p, ctx.route, ctx.model, ctx.stream)
             policy.check_model(p, self.catalog, ctx.model)
             policy.check_ip(p, ctx.client_ip)
         end_user = ctx.body.get("user")
