@@ -223,3 +223,40 @@ def test_allowed_routes_cover_every_route_served(embedded, allowed, served):
             error = r.json()["error"]
             message = error["message"] if isinstance(error, dict) else r.json()["error"]["message"]
             assert "not allowed to call" in message, (path, r.text)
+
+
+# ------------------------------------------------------------------ 3. GET /health is for admin roles only
+
+
+def test_health_is_for_admin_roles_only(embedded):
+    gw = embedded.a
+
+    def health(key: str | None, path: str = "/health") -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(gw.url + path, headers=headers, timeout=30)
+
+    def user_key(role: str | None, **key_fields) -> str:
+        fields = {"user_role": role} if role else {}
+        user = admin(gw, "/user/new", **fields)["user_id"]
+        return gen_key(gw, user_id=user, **key_fields)
+
+    plain = gen_key(gw)  # a key without a user
+    for key in (plain, user_key("internal_user"), user_key("internal_user_viewer")):
+        refused = health(key)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["type"] == "permission_error"
+        assert "proxy_admin" in refused.json()["error"]["message"]
+    assert health(None).status_code == 401
+
+    answered = health(MASTER_KEY)
+    assert answered.status_code == 200 and "healthy_endpoints" in answered.json()
+    for role in ("proxy_admin", "proxy_admin_viewer"):
+        r = health(user_key(role))
+        assert r.status_code == 200 and "healthy_endpoints" in r.json(), r.text
+    blocked = user_key("proxy_admin", blocked=True)
+    assert health(blocked).status_code == 401
+
+    # liveliness and readiness stay open, with or without a key
+    for path in ("/health/liveliness", "/health/liveness", "/health/readiness"):
+        assert health(None, path).status_code == 200
+        assert health(plain, path).status_code == 200
