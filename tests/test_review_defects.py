@@ -260,3 +260,68 @@ def test_health_is_for_admin_roles_only(embedded):
     for path in ("/health/liveliness", "/health/liveness", "/health/readiness"):
         assert health(None, path).status_code == 200
         assert health(plain, path).status_code == 200
+
+
+# ------------------------------------------------------------------ 4. the key cache: misses never evict hits
+
+
+class _Loader:
+    """Valid idents start with "good"; everything else is not found."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.deleted: set[str] = set()
+
+    async def __call__(self, ident: str):
+        self.calls += 1
+        return None if not ident.startswith("good") or ident in self.deleted else ("principal", ident)
+
+
+async def test_a_flood_of_random_keys_evicts_no_valid_key():
+    from lockgate.governance.cache import TTLCache
+
+    loader = _Loader()
+    cache = TTLCache(loader, ttl=300, max_entries=100, max_misses=50)
+    valid = [f"good{i}" for i in range(20)]
+    for ident in valid:
+        assert await cache.get(ident) == ("principal", ident)
+    for _ in range(5_000):  # random keys: every one a miss
+        assert await cache.get("sk-" + uuid.uuid4().hex) is None
+    calls = loader.calls
+    for ident in valid:  # every valid key is still cached: no lookup
+        assert await cache.get(ident) == ("principal", ident)
+    assert loader.calls == calls
+    assert len(cache) <= 100 + 50  # bounded
+
+
+async def test_each_table_evicts_its_least_recently_used_entry():
+    from lockgate.governance.cache import TTLCache
+
+    loader = _Loader()
+    cache = TTLCache(loader, ttl=300, max_entries=3, max_misses=2)
+    for ident in ("good-a", "good-b", "good-c", "bad-1", "bad-2"):
+        await cache.get(ident)
+    cache.invalidate("good-a")  # reloaded: now the most recently used
+    await cache.get("good-a")
+    await cache.get("good-d")  # over the bound: good-b, the least recently loaded, goes
+    await cache.get("bad-3")  # a miss pushes out bad-1 only
+    assert list(cache._entries) == ["good-c", "good-a", "good-d"]
+    assert list(cache._misses) == ["bad-2", "bad-3"]
+
+
+async def test_a_key_that_disappears_is_not_answered_from_the_found_table(monkeypatch):
+    from lockgate.governance import cache as cache_module
+    from lockgate.governance.cache import TTLCache
+
+    now = [1000.0]
+    monkeypatch.setattr(cache_module, "monotonic", lambda: now[0])
+    loader = _Loader()
+    cache = TTLCache(loader, ttl=5)
+    assert await cache.get("good-k") == ("principal", "good-k")
+    loader.deleted.add("good-k")  # deleted in storage
+    now[0] += 6  # stale: answered once while the refresh runs
+    assert await cache.get("good-k") == ("principal", "good-k")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await cache.get("good-k") is None and "good-k" not in cache._entries and "good-k" in cache._misses
+    assert cache.peek("good-k") is None

@@ -317,8 +317,7 @@ class Governance:
             tokens_needed = plan[3]
         end_user = ctx.body.get("user")
         if isinstance(end_user, str) and end_user and self.store is not None:
-            customer = self.customers._entries.get(end_user)  # loaded by authorize
-            ent = customer[1] if customer is not None else None
+            ent = self.customers.peek(end_user)  # loaded by authorize
             if ent is not None:
                 cid = "c:" + end_user
                 tokens_needed |= _limit_items(items, cid, "end user", ent.limits)
