@@ -325,3 +325,134 @@ async def test_a_key_that_disappears_is_not_answered_from_the_found_table(monkey
     await asyncio.sleep(0)
     assert await cache.get("good-k") is None and "good-k" not in cache._entries and "good-k" in cache._misses
     assert cache.peek("good-k") is None
+
+
+# ------------------------------------------------------------------ 5. the Redis listeners survive a dropped connection
+
+
+def _deployment_id(gw, model_name: str) -> str:
+    from lockgate import config
+
+    return next(d.id for d in config.load(gw.config_path).deployments if d.model_name == model_name)
+
+
+def _cooling(gw, dep_id: str) -> bool:
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    return f'lockgate_deployment_cooldown{{deployment="{dep_id}"}} 1.0' in text
+
+
+def _local_ports(pid: int) -> set[int]:
+    """The local TCP ports of a process's sockets (from /proc: no name or configuration involved)."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _listener_ids(r, gateways) -> list[str]:
+    """The Redis pub/sub connections of these gateway processes (nobody else's)."""
+    ports: set[int] = set()
+    for gw in gateways:
+        ports |= _local_ports(gw.process.pid)
+    return [c["id"] for c in r.client_list(_type="pubsub") if int(c["addr"].rsplit(":", 1)[1]) in ports]
+
+
+def _kill_listeners(r, gateways) -> int:
+    ids = _listener_ids(r, gateways)
+    for client_id in ids:
+        r.client_kill_filter(_id=client_id)
+    return len(ids)
+
+
+@pytest.fixture(scope="module")
+def shared(mocks, tmp_path_factory):
+    """Two gateways on PostgreSQL + Redis; cached keys live 300 s (only pub/sub can drop them);
+    a failing deployment cools down at its first failure."""
+    backend = Backend("pg_redis", mocks, tmp_path_factory.mktemp("defects-listeners"),
+                      router={"disable_cooldowns": False, "allowed_fails": 0, "cooldown_time": 60, "num_retries": 0},
+                      governance={"key_cache_ttl": 300})
+    try:
+        backend.a = backend.start("a")
+        backend.b = backend.start("b")
+        yield backend
+    finally:
+        backend.close()
+
+
+def test_invalidations_and_cooldowns_arrive_after_the_listener_connection_is_killed(shared):
+    import redis
+
+    a, b = shared.a, shared.b
+    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        gateways = [a, b]
+        assert eventually(lambda: len(_listener_ids(r, gateways)) == 4)  # 2 gateways x (invalidation, cooldown)
+        for _ in range(2):  # twice: the reconnected listener survives a second drop as well
+            assert _kill_listeners(r, gateways) == 4
+            time.sleep(0.5)
+
+        key = gen_key(a)
+        assert chat(a, key).status_code == 200  # cached on a for 300 s
+        admin(b, "/key/block", key=key)  # b publishes the invalidation
+        assert eventually(lambda: chat(a, key).status_code == 401), "the invalidation did not reach a"
+
+        dep_id = _deployment_id(a, "wrong-key-model")  # the provider answers 401: an immediate cooldown
+        assert not _cooling(a, dep_id)
+        assert chat(b, MASTER_KEY, "wrong-key-model").status_code == 401  # b cools it down and publishes it
+        assert _cooling(b, dep_id)
+        assert eventually(lambda: _cooling(a, dep_id)), "the cooldown did not reach a"
+        # the listeners' connections carry names an operator can find in CLIENT LIST
+        named = {c["name"] for c in r.client_list(_type="pubsub") if c["id"] in _listener_ids(r, gateways)}
+        assert named == {shared.prefix + "invalidate-listener", shared.prefix + "routing:listener"}
+    finally:
+        r.close()
+
+
+def test_what_was_published_while_disconnected_is_resynced_after_the_reconnect(shared):
+    import redis
+
+    a = shared.a
+    r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        assert eventually(lambda: len(_listener_ids(r, [a])) == 2)
+        # a cooldown written by an instance whose message a missed (no PUBLISH): only a resync sees it
+        dep_id = _deployment_id(a, "timeout-model")
+        r.set(shared.prefix + "routing:cooldown:" + dep_id, repr(time.time() + 60), px=60_000)
+        # a key blocked in the database without an invalidation message: cached on a meanwhile
+        key = gen_key(a)
+        assert chat(a, key).status_code == 200
+        from lockgate.governance.enforcement import hash_key
+
+        asyncio.run(_pg_in(shared.db, "UPDATE keys SET blocked = true WHERE token_hash = $1", hash_key(key)))
+        time.sleep(0.5)
+        assert not _cooling(a, dep_id) and chat(a, key).status_code == 200  # nothing told a yet
+
+        assert _kill_listeners(r, [a]) == 2
+        assert eventually(lambda: _cooling(a, dep_id), timeout=10), "cooldowns were not reloaded after the reconnect"
+        assert eventually(lambda: chat(a, key).status_code == 401), "cached keys were not dropped after the reconnect"
+    finally:
+        r.close()
+
+
+async def _pg_in(db: str, statement: str, *args) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:5432/{db}")
+    try:
+        await conn.execute(statement, *args)
+    finally:
+        await conn.close()

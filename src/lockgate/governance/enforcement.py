@@ -181,31 +181,24 @@ class Governance:
             log.warning("could not reset a running spend counter (%s)", type(exc).__name__)
 
     async def _subscribe(self) -> None:
+        """Invalidations from every instance, for good (reconnecting); after each (re)subscription the
+        cached keys are dropped: invalidations published while the connection was down are lost."""
+        from ..state import pubsub
+
         assert isinstance(self.counters, RedisCounters)
-        delay = 0.1
-        while True:
-            pubsub = self.counters.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.keys.invalidate()  # whatever was missed while (re)connecting
-                self.customers.invalidate()
-                delay = 0.1
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    if isinstance(data, bytes):
-                        kind, _, ident = data.decode().partition(":")
-                        self.invalidate(kind, ident or None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning("invalidation channel lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        self._pubsub = pubsub.listener_client(self.counters.client, self.prefix + "invalidate-listener")
+        try:
+            await pubsub.listen(self._pubsub, self.channel, self._on_invalidation, self._drop_cached, "invalidation")
+        finally:
+            await self._pubsub.aclose()
+
+    def _on_invalidation(self, data: bytes) -> None:
+        kind, _, ident = data.decode().partition(":")
+        self.invalidate(kind, ident or None)
+
+    async def _drop_cached(self) -> None:
+        self.keys.invalidate()
+        self.customers.invalidate()
 
     async def _reset_budgets(self) -> None:
         while True:
