@@ -456,3 +456,104 @@ async def _pg_in(db: str, statement: str, *args) -> None:
         await conn.execute(statement, *args)
     finally:
         await conn.close()
+
+
+# ------------------------------------------------------------------ 6. secrets in reprs, Redis URLs, credential caches
+
+SECRETS = {"provider": "sk-provider-secret-0123456789", "master": "sk-master-secret-0123456789",
+           "azure": "eyJ-azure-ad-token-secret", "aws": "aws-secret-access-key-value", "redis": "redis-pass-secret",
+           "db": "db-pass-secret"}
+
+
+def test_settings_and_deployment_reprs_print_no_secret():
+    from lockgate import config
+
+    settings = config.from_dict({
+        "model_list": [
+            {"model_name": "m", "litellm_params": {"model": "openai/gpt-4o", "api_key": SECRETS["provider"]}},
+            {"model_name": "az", "litellm_params": {"model": "azure/gpt-4o", "api_base": "https://x.example",
+                                                    "azure_ad_token": SECRETS["azure"]}},
+            {"model_name": "br", "litellm_params": {"model": "bedrock/amazon.nova-pro-v1:0",
+                                                    "aws_access_key_id": "AKIAEXAMPLE",
+                                                    "aws_secret_access_key": SECRETS["aws"]}},
+        ],
+        "general_settings": {"master_key": SECRETS["master"],
+                             "database_url": f"postgresql://u:{SECRETS['db']}@127.0.0.1/x"},
+        "router_settings": {"redis_host": "127.0.0.1", "redis_password": SECRETS["redis"]},
+    })
+    text = repr(settings) + str(settings) + "".join(repr(d) for d in settings.deployments)
+    for secret in SECRETS.values():
+        assert secret not in text
+    assert "gpt-4o" in text and "model_name='az'" in text  # still a useful repr
+    assert settings.master_key == SECRETS["master"]  # the values themselves are intact
+
+
+def test_a_redis_password_with_special_characters_is_url_encoded():
+    import redis
+
+    from lockgate import config
+
+    password = "p@ss:w/rd#?%"
+    url = config.redis_url({"redis_host": "127.0.0.1", "redis_port": 6379, "redis_password": password}, {})
+    kwargs = redis.connection.parse_url(url)
+    assert (kwargs["password"], kwargs["host"], kwargs["port"]) == (password, "127.0.0.1", 6379)
+
+
+def test_a_redis_acl_user_with_a_special_character_password_connects():
+    """Against the real Redis: an ACL user of its own (the server's own password is left alone)."""
+    import redis
+
+    from lockgate import config
+
+    name, password = "lockgate-test-" + uuid.uuid4().hex[:10], "p@ss:w/rd#" + uuid.uuid4().hex[:6]
+    admin_client = redis.Redis.from_url(REDIS_URL)
+    admin_client.acl_setuser(name, enabled=True, passwords=["+" + password], commands=["+ping"], keys=[])
+    try:
+        url = config.redis_url({}, {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_username": name,
+                                    "redis_password": password})
+        client = redis.Redis.from_url(url)
+        try:
+            assert client.ping() is True
+        finally:
+            client.close()
+    finally:
+        admin_client.acl_deluser(name)
+        admin_client.close()
+
+
+def _bedrock_settings(access_key: str, region: str):
+    from lockgate import config
+
+    return config.from_dict({"model_list": [{"model_name": "nova", "litellm_params": {
+        "model": "bedrock/amazon.nova-pro-v1:0", "aws_access_key_id": access_key,
+        "aws_secret_access_key": "secret-" + access_key, "aws_region_name": region}}]})
+
+
+async def test_two_gateways_in_one_process_never_share_credentials():
+    from lockgate.gateway import Gateway
+
+    one, two = Gateway(_bedrock_settings("AKIAONE", "eu-west-1")), Gateway(_bedrock_settings("AKIATWO", "us-east-2"))
+    try:
+        signed = []
+        for gw in (one, two):
+            dep = gw.settings.deployments[0]  # same model name, model and position: the same deployment id
+            provider = gw.providers["bedrock"].for_deployment(dep)
+            url = provider.chat_url(dep, False)
+            signed.append((url, await provider.sign(dep, url, {"content-type": "application/json"}, b"{}")))
+        assert one.settings.deployments[0].id == two.settings.deployments[0].id
+        (url_one, h_one), (url_two, h_two) = signed
+        assert "Credential=AKIAONE/" in h_one["Authorization"] and "bedrock-runtime.eu-west-1." in url_one
+        assert "Credential=AKIATWO/" in h_two["Authorization"] and "bedrock-runtime.us-east-2." in url_two
+
+        # each gateway owns its caches: Vertex's token cache and Bedrock's credentials, shared only by the
+        # variants of one provider inside one gateway
+        for name in ("vertex_ai", "bedrock"):
+            a, b = one.providers[name], two.providers[name]
+            assert a.auth is not b.auth
+        vertex = one.providers["vertex_ai"]
+        assert vertex.claude is not None and vertex.claude.auth is vertex.auth
+        bedrock = one.providers["bedrock"]
+        assert bedrock.invoke is not None and bedrock.invoke.auth is bedrock.auth
+    finally:
+        await one.upstream.close()
+        await two.upstream.close()
