@@ -7,6 +7,7 @@ PostgreSQL + Redis (two gateways sharing them: the change is made on one, checke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from pathlib import Path
@@ -557,3 +558,90 @@ async def test_two_gateways_in_one_process_never_share_credentials():
     finally:
         await one.upstream.close()
         await two.upstream.close()
+
+
+class FreezingProxy:
+    """A TCP proxy to the real Redis; ``freeze()`` silently drops every byte of the connections open at that
+    moment (sockets stay open: a half-open connection as after a network partition); later ones pass."""
+
+    def __init__(self) -> None:
+        self.frozen: set[int] = set()
+        self.open: set[int] = set()
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+        self._next = 0
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        self.frozen |= self.open
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._next += 1
+        ident = self._next
+        self.open.add(ident)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                if ident not in self.frozen:
+                    dst.write(data)
+                    await dst.drain()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    async def close(self) -> None:
+        for w in self._writers:
+            w.close()
+        if self.server is not None:
+            self.server.close()
+
+
+async def test_a_silent_listener_connection_is_noticed_and_replaced():
+    import redis.asyncio as aioredis
+
+    from lockgate.state import pubsub
+
+    async def until(check, timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    proxy = FreezingProxy()
+    await proxy.start()
+    channel = f"lockgate-test-{uuid.uuid4().hex[:10]}:events"
+    base = aioredis.from_url(f"redis://127.0.0.1:{proxy.port}/0")
+    listener = pubsub.listener_client(base, "lockgate-test-silent-listener")
+    publisher = aioredis.from_url(REDIS_URL)
+    got: list[bytes] = []
+    resyncs: list[float] = []
+
+    async def resync() -> None:
+        resyncs.append(time.monotonic())
+
+    task = asyncio.create_task(pubsub.listen(listener, channel, got.append, resync, "test", heartbeat=0.2))
+    try:
+        assert await until(lambda: len(resyncs) == 1)
+        await publisher.publish(channel, b"before")
+        assert await until(lambda: got == [b"before"])
+        proxy.freeze()  # no close, no reset: only silence
+        frozen_at = time.monotonic()
+        assert await until(lambda: len(resyncs) == 2), "the silent connection was never replaced"
+        assert resyncs[1] - frozen_at < 2.0  # about three heartbeats
+        await publisher.publish(channel, b"after")
+        assert await until(lambda: got == [b"before", b"after"])
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await listener.aclose()
+        await base.aclose()
+        await publisher.aclose()
+        await proxy.close()
