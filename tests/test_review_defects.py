@@ -645,3 +645,37 @@ async def test_a_silent_listener_connection_is_noticed_and_replaced():
         await base.aclose()
         await publisher.aclose()
         await proxy.close()
+
+
+def test_a_gateway_uses_a_redis_acl_user_with_a_special_character_password(mocks, tmp_path):
+    """The whole gateway (counters, invalidation and cooldown listeners) on an ACL user of its own, given as
+    redis_host / redis_port / redis_username / redis_password, limited to the test's key prefix."""
+    import redis
+
+    prefix = f"lockgate-test-{uuid.uuid4().hex[:10]}:"
+    name, password = "lockgate-test-" + uuid.uuid4().hex[:10], "p@ss:w/rd#" + uuid.uuid4().hex[:6]
+    admin_client = redis.Redis.from_url(REDIS_URL)
+    admin_client.execute_command("ACL", "SETUSER", name, "on", ">" + password, f"~{prefix}*", f"&{prefix}*",
+                                 "+@all")
+    gw = None
+    try:
+        cfg = _config(mocks, {}, {"redis_key_prefix": prefix},
+                      {"redis_host": "127.0.0.1", "redis_port": 6379, "redis_username": name,
+                       "redis_password": password})
+        gw = start_gateway(cfg, tmp_path)
+        key = gen_key(gw, rpm_limit=2)
+        if time.time() % 60 > 50:  # keep the three requests inside one fixed 60 s window
+            time.sleep(60 - time.time() % 60 + 0.2)
+        assert [chat(gw, key).status_code for _ in range(3)] == [200, 200, 429]  # counters in Redis
+        assert admin_client.keys(prefix + "k:*")  # written as that user, under the prefix
+        log = gw.log()
+        assert password not in log and "channel lost" not in log
+    finally:
+        if gw is not None:
+            gw.process.terminate()
+            gw.process.wait(10)
+        admin_client.acl_deluser(name)
+        keys = list(admin_client.scan_iter(match=prefix + "*"))
+        if keys:
+            admin_client.delete(*keys)
+        admin_client.close()
