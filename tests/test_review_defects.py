@@ -372,11 +372,18 @@ def _listener_ids(r, gateways) -> list[str]:
     return [c["id"] for c in r.client_list(_type="pubsub") if int(c["addr"].rsplit(":", 1)[1]) in ports]
 
 
-def _kill_listeners(r, gateways) -> int:
-    ids = _listener_ids(r, gateways)
-    for client_id in ids:
+def _kill_listeners(r, gateways, expected: int) -> None:
+    """Kill the gateways' ``expected`` listener connections, and wait until as many new ones replace them."""
+    killed = set(_listener_ids(r, gateways))
+    assert len(killed) == expected, killed
+    for client_id in killed:
         r.client_kill_filter(_id=client_id)
-    return len(ids)
+
+    def replaced() -> bool:
+        now = set(_listener_ids(r, gateways))
+        return len(now) == expected and not now & killed
+
+    assert eventually(replaced, timeout=10), "the listeners did not reconnect"
 
 
 @pytest.fixture(scope="module")
@@ -403,8 +410,7 @@ def test_invalidations_and_cooldowns_arrive_after_the_listener_connection_is_kil
         gateways = [a, b]
         assert eventually(lambda: len(_listener_ids(r, gateways)) == 4)  # 2 gateways x (invalidation, cooldown)
         for _ in range(2):  # twice: the reconnected listener survives a second drop as well
-            assert _kill_listeners(r, gateways) == 4
-            time.sleep(0.5)
+            _kill_listeners(r, gateways, 4)
 
         key = gen_key(a)
         assert chat(a, key).status_code == 200  # cached on a for 300 s
@@ -442,7 +448,7 @@ def test_what_was_published_while_disconnected_is_resynced_after_the_reconnect(s
         time.sleep(0.5)
         assert not _cooling(a, dep_id) and chat(a, key).status_code == 200  # nothing told a yet
 
-        assert _kill_listeners(r, [a]) == 2
+        _kill_listeners(r, [a], 2)
         assert eventually(lambda: _cooling(a, dep_id), timeout=10), "cooldowns were not reloaded after the reconnect"
         assert eventually(lambda: chat(a, key).status_code == 401), "cached keys were not dropped after the reconnect"
     finally:
