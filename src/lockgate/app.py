@@ -19,7 +19,7 @@ import orjson
 from . import __version__, config, gemini_door, pipeline
 from .context import RequestContext
 from .dialects import anthropic_messages, openai_chat, openai_completions, openai_responses
-from .errors import LockgateError, NotFound
+from .errors import LockgateError, NotFound, PermissionDenied
 from . import admin as admin_routes
 from .gateway import Gateway
 from .http import Receive, Scope, Send, read_body, send_bytes
@@ -107,12 +107,39 @@ def _may_use(gw: Gateway, ctx: RequestContext, model: str) -> bool:
     return gw.governance.may_use(ctx.principal, model)
 
 
+# user roles that may run GET /health (the master key may too): it calls every deployment
+HEALTH_ROLES = ("proxy_admin", "proxy_admin_viewer")
+
+
 async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     """Check every deployment with a minimal request (admin only: it costs provider calls)."""
-    if not await _authorized(gw, scope, send):
+    ctx = await _authorized(gw, scope, send)
+    if ctx is None:
+        return
+    try:
+        _require_health_role(ctx.principal)
+    except LockgateError as err:
+        await pipeline.respond_error(gw, ctx, send, err)
         return
     assert gw.health is not None
     await send_bytes(send, 200, orjson.dumps(await gw.health.check_all()), [])
+
+
+def _require_health_role(principal: Any) -> None:
+    """The master key (or an open gateway), or a usable key of a proxy_admin / proxy_admin_viewer user."""
+    if principal in ("master", "anonymous"):
+        return
+    from datetime import datetime, timezone
+
+    from .governance import policy
+    from .governance.types import Principal
+
+    if isinstance(principal, Principal):
+        policy.check_key_state(principal, datetime.now(timezone.utc))
+        if principal.user is not None and principal.user.role in HEALTH_ROLES:
+            return
+    raise PermissionDenied("GET /health calls every deployment: it needs the master key or the key of a "
+                           "proxy_admin or proxy_admin_viewer user", code="forbidden")
 
 
 async def liveliness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

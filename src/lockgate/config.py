@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -44,7 +45,7 @@ KNOWN_MODEL_INFO = {
 }
 KNOWN_GENERAL = {
     "master_key", "request_timeout", "background_health_checks", "health_check_interval",
-    "redis_url", "redis_host", "redis_port", "redis_password",
+    "redis_url", "redis_host", "redis_port", "redis_username", "redis_password",
     "database_url", "max_budget", "budget_duration",
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
@@ -53,7 +54,7 @@ KNOWN_ROUTER = {
     "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
     "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
     "content_policy_fallbacks", "default_fallbacks", "timeout", "stream_timeout",
-    "redis_host", "redis_port", "redis_password", "redis_url",
+    "redis_host", "redis_port", "redis_username", "redis_password", "redis_url",
 }
 KNOWN_LOCKGATE = {
     "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
@@ -73,10 +74,10 @@ class Deployment:
     provider: str  # registry key: openai, anthropic, gemini, groq, mock, ...
     model: str  # the upstream model id
     id: str
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # secrets stay out of repr() (and so out of logs)
     api_base: str | None = None
     api_version: str | None = None
-    azure_ad_token: str | None = None  # Microsoft Entra ID bearer token (azure/, azure_ai/)
+    azure_ad_token: str | None = field(default=None, repr=False)  # Microsoft Entra ID bearer token (azure/, azure_ai/)
     timeout: float | None = None
     stream_timeout: float | None = None
     rpm: int | None = None
@@ -121,7 +122,7 @@ class PluginSettings:
 @dataclass
 class Settings:
     deployments: list[Deployment]
-    master_key: str | None = None
+    master_key: str | None = field(default=None, repr=False)  # secret: never in repr()
     drop_params: bool = False
     request_timeout: float = 600.0
     stream_timeout: float | None = None  # default idle limit of streams (router_settings.stream_timeout)
@@ -131,12 +132,13 @@ class Settings:
     allowed_api_bases: list[str] = field(default_factory=list)
     upstream_max_connections: int | None = None
     upstream_thread_batch_at: int = 4  # requests in flight that batch the upstream I/O thread (transport/scheduling.py)
-    router_settings: dict[str, Any] = field(default_factory=dict)
+    router_settings: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold redis_password
     routing_rules: list[dict[str, Any]] = field(default_factory=list)
-    redis_url: str | None = None  # shared state of several instances (routing, counters)
+    redis_url: str | None = field(default=None, repr=False)  # shared state (routing, counters); may hold a password
     background_health_checks: bool = False
     health_check_interval: float = 300.0
-    database_url: str | None = None  # general_settings.database_url (else DATABASE_URL, else SQLite)
+    database_url: str | None = field(default=None, repr=False)  # general_settings.database_url (else DATABASE_URL,
+    # else SQLite); may hold a password
     database_path: str | None = None  # lockgate_settings.database_path: the SQLite file (default lockgate.db)
     max_budget: float | None = None  # general_settings.max_budget: the global proxy budget
     budget_duration: str | None = None  # general_settings.budget_duration: its reset period
@@ -230,7 +232,8 @@ def from_dict(raw: dict[str, Any]) -> Settings:
 
 def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:
     """Redis from ``general_settings.redis_url``, ``router_settings.redis_url`` or
-    ``redis_host``/``redis_port``/``redis_password``, else the REDIS_URL / REDIS_HOST environment."""
+    ``redis_host``/``redis_port``/``redis_username``/``redis_password``, else the REDIS_URL / REDIS_HOST
+    environment.  The username and password are percent-encoded into the URL (``p@ss:w/rd#`` stays that)."""
     url = general.get("redis_url") or router.get("redis_url") or os.environ.get("REDIS_URL")
     if url:
         return str(url)
@@ -239,7 +242,10 @@ def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:
         return None
     port = router.get("redis_port") or general.get("redis_port") or os.environ.get("REDIS_PORT") or 6379
     password = router.get("redis_password") or general.get("redis_password") or os.environ.get("REDIS_PASSWORD")
-    auth = f":{password}@" if password else ""
+    username = router.get("redis_username") or general.get("redis_username") or os.environ.get("REDIS_USERNAME")
+    auth = ""
+    if username or password:
+        auth = quote(str(username or ""), safe="") + (":" + quote(str(password), safe="") if password else "") + "@"
     return f"redis://{auth}{host}:{port}/0"
 
 

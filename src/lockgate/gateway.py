@@ -89,7 +89,7 @@ class Gateway:
             import redis.asyncio
 
             self.redis = redis.asyncio.from_url(self.settings.redis_url)
-            self.router.shared = SharedStats(self.redis, self.router)
+            self.router.shared = SharedStats(self.redis, self.router, self.governance.prefix + "routing:")
             await self.router.shared.start()
         if self.settings.plugins.configured:
             from .plugins import Plugins

@@ -33,6 +33,13 @@ async def notify(request: Request, kind: str, ident: str) -> None:
             log.exception("change listener failed for %s", kind)
 
 
+async def reset_spend(request: Request, kind: str, ident: str, row: dict[str, Any]) -> None:
+    """``spend`` was set by an update: restart the running-spend counter from it (before ``notify``)."""
+    governance = request.app.state.gateway.governance
+    if governance is not None:
+        await governance.reset_spend(kind, ident, row)
+
+
 def paging(page: int, page_size: int, total: int) -> dict[str, Any]:
     return {"total_count": total, "current_page": page, "page_size": page_size,
             "total_pages": max(1, math.ceil(total / page_size)) if page_size else 1}

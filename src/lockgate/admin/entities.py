@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from ..errors import BadRequest, NotFound
 from .auth import INTERNAL_USER, Caller, authenticate
-from .common import audit_of, notify, paging, public
+from .common import audit_of, notify, paging, public, reset_spend
 from .schemas import (
     CustomerIds, CustomerNew, CustomerUpdate, MemberAdd, MemberDelete, OrgDelete, OrgNew, OrgUpdate, TeamDelete,
     TeamNew, TeamUpdate, UserDelete, UserNew, UserUpdate,
@@ -57,6 +57,8 @@ async def _update(request: Request, caller: Caller, kind: str, ident: str, field
     result = await _store(request).update(kind, ident, _columns(fields), audit_of(request, caller), action)
     if result is None:
         raise NotFound(f"{kind} {ident!r} not found", code=f"{kind}_not_found")
+    if "spend" in fields:
+        await reset_spend(request, kind, ident, result[1])
     await notify(request, kind, ident)
     return result[1]
 

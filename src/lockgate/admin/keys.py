@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from ..errors import BadRequest, NotFound
 from ..state import durations
 from .auth import INTERNAL_USER, Caller, authenticate, hash_key, token_hash_of
-from .common import audit_of, notify, paging, public
+from .common import audit_of, notify, paging, public, reset_spend
 from .schemas import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
 
 router = APIRouter(tags=["keys"])
@@ -123,6 +123,8 @@ async def update_key(body: KeyUpdate, request: Request, caller: Caller = Depends
     result = await store.update("key", row["token_hash"], _columns(fields), audit_of(request, caller))
     if result is None:
         raise NotFound("key not found", code="key_not_found")
+    if "spend" in fields:
+        await reset_spend(request, "key", row["token_hash"], result[1])
     await notify(request, "key", row["token_hash"])
     return key_view(result[1])
 

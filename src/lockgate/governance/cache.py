@@ -5,12 +5,19 @@ still answered while one background lookup refreshes it, so a busy key never mak
 for the database; older entries are looked up while the caller waits.  ``invalidate()`` drops entries
 and bumps a generation number, so a lookup that was in flight when the invalidation arrived does not
 put its (possibly stale) answer back: a dropped entry is looked up again, never answered stale.
+
+Memory is bounded by two least-recently-used tables: found entries (``max_entries``) and not-found
+entries (``max_misses``).  A miss never evicts a found entry, so a flood of random keys only pushes out
+other misses, never the valid keys in use; past its bound a table drops its least recently used entry.
+Recency is counted at the lookups (first load, and the refresh a used entry gets every ``ttl``), not at
+every hit: a fresh hit costs one dict lookup, as it did before the bound was an LRU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Generic, TypeVar
@@ -22,12 +29,15 @@ log = logging.getLogger("lockgate.governance")
 
 class TTLCache(Generic[T]):
     def __init__(self, loader: Callable[[str], Awaitable[T | None]], ttl: float, max_entries: int = 100_000,
-                 grace: float | None = None) -> None:
+                 grace: float | None = None, max_misses: int = 10_000) -> None:
         self.loader = loader
         self.ttl = ttl
         self.grace = ttl if grace is None else grace
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, T | None]] = {}  # ident -> (fresh until, value)
+        self.max_misses = max_misses
+        # ident -> (fresh until, value), least recently used first: found entries, and not-found ones apart
+        self._entries: OrderedDict[str, tuple[float, T | None]] = OrderedDict()
+        self._misses: OrderedDict[str, tuple[float, T | None]] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()  # background refreshes (kept referenced)
         self._generation = 0
@@ -35,7 +45,10 @@ class TTLCache(Generic[T]):
         self.misses = 0
 
     async def get(self, ident: str) -> T | None:
-        entry = self._entries.get(ident)
+        try:  # "[]": an OrderedDict's ``get`` costs twice as much, and this is the hot path
+            entry: tuple[float, T | None] | None = self._entries[ident]
+        except KeyError:
+            entry = self._misses.get(ident)
         if entry is not None:
             now = monotonic()
             if entry[0] > now:
@@ -53,6 +66,11 @@ class TTLCache(Generic[T]):
             return await asyncio.shield(pending)
         self.misses += 1
         return await self._load(ident, *self._start(ident))
+
+    def peek(self, ident: str) -> T | None:
+        """The cached value (fresh or not) without a lookup; None when absent or cached as not found."""
+        entry = self._entries.get(ident)
+        return entry[1] if entry is not None else None
 
     def _start(self, ident: str) -> tuple["asyncio.Future[Any]", int]:
         """Mark a lookup of ``ident`` in flight (before it runs: later callers join it); an invalidation
@@ -72,11 +90,23 @@ class TTLCache(Generic[T]):
             if self._inflight.get(ident) is future:  # not a newer lookup started after an invalidation
                 del self._inflight[ident]
         if generation == self._generation:
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()  # bounded memory under a flood of random keys
-            self._entries[ident] = (monotonic() + self.ttl, value)
+            self._store(ident, (monotonic() + self.ttl, value))
         future.set_result(value)
         return value
+
+    def _store(self, ident: str, entry: tuple[float, T | None]) -> None:
+        """Into the table of its kind (out of the other one), most recently used; the bound evicts the
+        least recently used entry of that table only."""
+        if entry[1] is None:
+            self._entries.pop(ident, None)
+            table, bound = self._misses, self.max_misses
+        else:
+            self._misses.pop(ident, None)
+            table, bound = self._entries, self.max_entries
+        table[ident] = entry
+        table.move_to_end(ident)
+        while len(table) > bound:
+            table.popitem(last=False)
 
     async def _refresh(self, ident: str, future: "asyncio.Future[Any]", generation: int) -> None:
         try:
@@ -89,10 +119,12 @@ class TTLCache(Generic[T]):
         self._generation += 1
         if ident is None:
             self._entries.clear()
+            self._misses.clear()
             self._inflight.clear()  # lookups in flight may have read the old state: nobody joins them
         else:
             self._entries.pop(ident, None)
+            self._misses.pop(ident, None)
             self._inflight.pop(ident, None)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._misses)

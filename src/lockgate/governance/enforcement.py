@@ -45,6 +45,8 @@ log = logging.getLogger("lockgate.governance")
 UTC = timezone.utc
 NO_COST_ROUTES = ("count_tokens",)
 _STREAM_TRUE, _STREAM_FALSE = '{"stream":true}', '{"stream":false}'
+# management kind -> the start of its counters' names (as ``_principal_plan`` and ``_items`` name them)
+SPEND_COUNTER_PREFIX = {"key": "k:", "user": "u:", "team": "t:", "organization": "o:", "customer": "c:"}
 
 
 class Grant:
@@ -160,32 +162,43 @@ class Governance:
             self.keys.invalidate()
             self.customers.invalidate()
 
+    async def reset_spend(self, kind: str, ident: str, row: dict[str, Any]) -> None:
+        """An administrative spend change (``spend`` in ``/key/update``, ``/team/update``...): the running
+        spend counter of the current budget period restarts from the stored value.  (The counter is
+        created from storage only when it does not exist yet, so without this the next request would
+        still be refused for a budget an admin just reset.)"""
+        prefix = SPEND_COUNTER_PREFIX.get(kind)
+        if prefix is None:
+            return
+        limits = Limits(max_budget=row.get("max_budget"), budget_duration=row.get("budget_duration"),
+                        budget_reset_at=row.get("budget_reset_at"))
+        items: list[Item] = []
+        if _budget_item(items, prefix + ident, "", limits, 0.0, time()) is None:
+            return  # no budget: no counter
+        try:
+            await self.counters.reset(items[0].key, float(row.get("spend") or 0.0))
+        except Exception as exc:  # noqa: BLE001 - the counter then expires and reloads from storage
+            log.warning("could not reset a running spend counter (%s)", type(exc).__name__)
+
     async def _subscribe(self) -> None:
+        """Invalidations from every instance, for good (reconnecting); after each (re)subscription the
+        cached keys are dropped: invalidations published while the connection was down are lost."""
+        from ..state import pubsub
+
         assert isinstance(self.counters, RedisCounters)
-        delay = 0.1
-        while True:
-            pubsub = self.counters.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.keys.invalidate()  # whatever was missed while (re)connecting
-                self.customers.invalidate()
-                delay = 0.1
-                async for message in pubsub.listen():
-                    data = message.get("data")
-                    if isinstance(data, bytes):
-                        kind, _, ident = data.decode().partition(":")
-                        self.invalidate(kind, ident or None)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                log.warning("invalidation channel lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+        self._pubsub = pubsub.listener_client(self.counters.client, self.prefix + "invalidate-listener")
+        try:
+            await pubsub.listen(self._pubsub, self.channel, self._on_invalidation, self._drop_cached, "invalidation")
+        finally:
+            await self._pubsub.aclose()
+
+    def _on_invalidation(self, data: bytes) -> None:
+        kind, _, ident = data.decode().partition(":")
+        self.invalidate(kind, ident or None)
+
+    async def _drop_cached(self) -> None:
+        self.keys.invalidate()
+        self.customers.invalidate()
 
     async def _reset_budgets(self) -> None:
         while True:
@@ -235,7 +248,7 @@ class Governance:
         p = ctx.principal
         if isinstance(p, Principal):
             policy.check_key_state(p, datetime.now(UTC))
-            policy.check_route(p, ctx.route)
+            policy.check_route(p, ctx.route, ctx.model, ctx.stream)
             policy.check_model(p, self.catalog, ctx.model)
             policy.check_ip(p, ctx.client_ip)
         end_user = ctx.body.get("user")
@@ -297,8 +310,7 @@ class Governance:
             tokens_needed = plan[3]
         end_user = ctx.body.get("user")
         if isinstance(end_user, str) and end_user and self.store is not None:
-            customer = self.customers._entries.get(end_user)  # loaded by authorize
-            ent = customer[1] if customer is not None else None
+            ent = self.customers.peek(end_user)  # loaded by authorize
             if ent is not None:
                 cid = "c:" + end_user
                 tokens_needed |= _limit_items(items, cid, "end user", ent.limits)

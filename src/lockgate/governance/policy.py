@@ -8,6 +8,7 @@ restriction at this level".
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -23,20 +24,84 @@ if TYPE_CHECKING:
 ALL_MODELS = {"*", "all-proxy-models", "all-team-models", "all-org-models"}
 
 # route name -> the paths that reach it (allowed_routes may name either, with or without /v1)
-ROUTE_PATHS = {
-    "chat": ("/chat/completions", "/v1/chat/completions"),
-    "embeddings": ("/embeddings", "/v1/embeddings"),
-    "messages": ("/messages", "/v1/messages"),
-    "count_tokens": ("/messages/count_tokens", "/v1/messages/count_tokens"),
-    "models": ("/models", "/v1/models"),
+def _both(path: str) -> tuple[str, str]:
+    return path, "/v1" + path
+
+
+ROUTE_PATHS: dict[str, tuple[str, ...]] = {
+    "chat": _both("/chat/completions"),
+    "completions": _both("/completions"),
+    "embeddings": _both("/embeddings"),
+    "responses": _both("/responses"),
+    "messages": _both("/messages"),
+    "count_tokens": _both("/messages/count_tokens"),
+    "models": _both("/models"),
 }
-ALL_ROUTE_GROUPS = {"llm_api_routes", "openai_routes", "anthropic_routes", "info_routes"}
-_GROUP_ROUTES = {
-    "llm_api_routes": {"chat", "embeddings", "messages", "count_tokens", "models"},
-    "openai_routes": {"chat", "embeddings", "models"},
-    "anthropic_routes": {"messages", "count_tokens"},
-    "info_routes": {"models"},
+# the Gemini front door's routes: the path names the model and the method
+GEMINI_PREFIXES = ("/v1beta/models/", "/models/", "/v1/models/")
+GEMINI_ROUTES = {"generate", "gemini_count_tokens"}
+
+# LiteLLM's route groups (``LiteLLMRoutes``), as far as this gateway serves them; the groups of
+# management and info paths are accepted names that allow no model route
+_OPENAI = {"chat", "completions", "embeddings", "responses", "models"}
+_ANTHROPIC = {"messages", "count_tokens"}
+_GOOGLE = {"generate", "gemini_count_tokens"}
+ROUTE_GROUPS: dict[str, frozenset[str]] = {
+    "llm_api_routes": frozenset(_OPENAI | _ANTHROPIC | _GOOGLE),
+    "openai_routes": frozenset(_OPENAI),
+    "anthropic_routes": frozenset(_ANTHROPIC),
+    "google_routes": frozenset(_GOOGLE),
+    "info_routes": frozenset({"models"}),
+    "management_routes": frozenset(),
+    "key_management_routes": frozenset(),
+    "spend_tracking_routes": frozenset(),
+    "global_spend_tracking_routes": frozenset(),
+    "public_routes": frozenset(),
 }
+ALL_ROUTE_GROUPS = set(ROUTE_GROUPS)
+
+
+def request_paths(route: str, model: str = "", stream: bool = False) -> tuple[str, ...]:
+    """Every path that reaches ``route`` (for a Gemini route: this model and method)."""
+    if route in GEMINI_ROUTES:
+        method = "countTokens" if route == "gemini_count_tokens" else (
+            "streamGenerateContent" if stream else "generateContent")
+        return tuple(f"{prefix}{model}:{method}" for prefix in GEMINI_PREFIXES)
+    return ROUTE_PATHS.get(route, ())
+
+
+@lru_cache(maxsize=1024)
+def _path_pattern(entry: str) -> "re.Pattern[str]":
+    """``/v1beta/models/{model}:generateContent``: ``{name}`` is one path segment, ``{name:path}`` any text,
+    a final ``*`` any rest."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{[^{}]*\}", entry):
+        out.append(re.escape(entry[pos:m.start()]))
+        out.append(".+" if m.group().endswith(":path}") else "[^/]+")
+        pos = m.end()
+    tail = entry[pos:]
+    star = tail.endswith("*")
+    out.append(re.escape(tail[:-1] if star else tail) + (".*" if star else ""))
+    return re.compile("".join(out))
+
+
+@lru_cache(maxsize=4096)
+def route_allowed(entries: tuple[str, ...], route: str, model: str = "", stream: bool = False) -> bool:
+    """Does one of ``entries`` (route names, LiteLLM route groups, paths or path patterns) allow the request?"""
+    paths = request_paths(route, model, stream)
+    for entry in entries:
+        name = entry.removeprefix("LiteLLMRoutes.")
+        group = ROUTE_GROUPS.get(name)
+        if group is not None:
+            if route in group:
+                return True
+        elif name == route or name in paths:
+            return True
+        elif name.startswith("/") and ("{" in name or name.endswith("*")):
+            pattern = _path_pattern(name)
+            if any(pattern.fullmatch(path) for path in paths):
+                return True
+    return False
 
 
 class ModelCatalog:
@@ -96,14 +161,10 @@ def check_model(p: Principal, catalog: ModelCatalog, model: str) -> None:
             )
 
 
-def check_route(p: Principal, route: str) -> None:
+def check_route(p: Principal, route: str, model: str = "", stream: bool = False) -> None:
     routes = p.key.allowed_routes
-    if not routes:
-        return
-    for entry in routes:
-        if entry == route or entry in ROUTE_PATHS.get(route, ()) or route in _GROUP_ROUTES.get(entry, ()):
-            return
-    raise PermissionDenied(f"this API key is not allowed to call the {route} route", code="route_not_allowed")
+    if routes and not route_allowed(tuple(routes), route, model, stream):
+        raise PermissionDenied(f"this API key is not allowed to call the {route} route", code="route_not_allowed")
 
 
 @lru_cache(maxsize=4096)

@@ -116,10 +116,13 @@ PROVIDER_MODULES = ("openai", "anthropic", "gemini", "mock", "azure", "cohere", 
 
 
 def registry() -> dict[str, Provider]:
-    """Provider prefix -> provider, gathered from each module's ``PROVIDERS``."""
+    """Provider prefix -> provider, gathered from each module's ``PROVIDERS`` (stateless providers) or
+    ``providers()`` (providers that cache credentials: new objects on every call, so each gateway owns
+    its caches and two gateways in one process never share a token or a signing key)."""
     from importlib import import_module
 
     reg: dict[str, Provider] = {}
     for name in PROVIDER_MODULES:
-        reg.update(import_module(f"{__name__}.{name}").PROVIDERS)
+        module = import_module(f"{__name__}.{name}")
+        reg.update(module.providers() if hasattr(module, "providers") else module.PROVIDERS)
     return reg

@@ -186,7 +186,8 @@ class InvokeStreamParser:
         return self._frames.flush()  # type: ignore[return-value]
 
 
-def _providers() -> dict[str, Provider]:
+def providers() -> dict[str, Provider]:
+    """New provider objects: each registry (each gateway) owns its credential cache."""
     auth = AwsAuth("bedrock")
     invoke = BedrockProvider(name="bedrock", dialect=anthropic_messages, supports_embeddings=False,
                              sse_native=False, signs=True, auth=auth)
@@ -194,5 +195,3 @@ def _providers() -> dict[str, Provider]:
                                auth=auth, invoke=invoke)
     return {"bedrock": converse}
 
-
-PROVIDERS = _providers()

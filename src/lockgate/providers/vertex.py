@@ -126,11 +126,10 @@ def model_url(provider: Any, dep: "Deployment", publisher: str, method: str, mod
     return f"{base}/v1/projects/{project}/locations/{quote(loc, safe='')}/publishers/{publisher}/models/{model}:{method}"
 
 
-def _providers() -> dict[str, Provider]:
+def providers() -> dict[str, Provider]:
+    """New provider objects: each registry (each gateway) owns its credential cache."""
     auth = GoogleAuth()
     claude = VertexClaude(name="vertex_ai", dialect=anthropic_messages, supports_embeddings=False, signs=True,
                           client_headers=("anthropic-beta",), auth=auth)
     return {"vertex_ai": VertexGemini(name="vertex_ai", dialect=gemini, signs=True, auth=auth, claude=claude)}
 
-
-PROVIDERS = _providers()

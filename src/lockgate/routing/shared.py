@@ -6,6 +6,10 @@ instance listens and applies it locally, so the hot path never waits on Redis.
 Latency: each instance writes its moving averages once a second under
 ``<prefix>latency:<id>`` (a hash, one field per instance) and reads the others'
 back; the router then uses the mean of fresh values.
+
+``<prefix>`` is ``lockgate_settings.governance.redis_key_prefix`` + ``routing:`` (``lockgate:routing:`` by
+default).  The listener reconnects when its connection drops (``state/pubsub.py``) and then reloads every
+cooldown key, so a cooldown published meanwhile is not missed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
+
+from ..state import pubsub
 
 if TYPE_CHECKING:
     from .router import Router
@@ -36,18 +42,25 @@ class SharedStats:
         self.instance = uuid.uuid4().hex[:12]
         self._tasks: list[asyncio.Task] = []
         self._pending: set[asyncio.Task] = set()
+        self._listener: Any = None
 
     async def start(self) -> None:
-        await self._load_cooldowns()
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self.channel)
-        self._tasks = [asyncio.create_task(self._listen(pubsub)), asyncio.create_task(self._sync_latency())]
+        await self._load_cooldowns()  # fails at start when Redis does not answer
+        self._listener = pubsub.listener_client(self.redis, self.prefix + "listener")
+        self._tasks = [
+            asyncio.create_task(pubsub.listen(self._listener, self.channel, self._apply, self._load_cooldowns,
+                                              "cooldown")),
+            asyncio.create_task(self._sync_latency()),
+        ]
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                await self._listener.aclose()
 
     def publish_cooldown(self, deployment_id: str, until: float) -> None:
         task = asyncio.get_running_loop().create_task(self._write_cooldown(deployment_id, until))
@@ -74,14 +87,11 @@ class SharedStats:
             if value is not None:
                 self.router.cool_down(dep_id, float(value), share=False)
 
-    async def _listen(self, pubsub: Any) -> None:
-        async for message in pubsub.listen():
-            if message.get("type") != "message":
-                continue
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                event = orjson.loads(message["data"])
-                if event.get("from") != self.instance:
-                    self.router.cool_down(event["cooldown"], float(event["until"]), share=False)
+    def _apply(self, data: bytes) -> None:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            event = orjson.loads(data)
+            if event.get("from") != self.instance:
+                self.router.cool_down(event["cooldown"], float(event["until"]), share=False)
 
     async def _sync_latency(self) -> None:
         while True:

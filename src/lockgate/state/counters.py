@@ -74,6 +74,11 @@ class Counters(Protocol):
         """Drop counters (for example running spend after an administrative spend change)."""
         ...
 
+    async def reset(self, key: str, value: float) -> None:
+        """Set a running-spend counter to ``value`` (an administrative spend change: ``/key/update``
+        with ``spend``); requests in flight then add their cost on top of it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -151,6 +156,9 @@ class LocalCounters:
     async def forget(self, keys: list[str]) -> None:
         for key in keys:
             self._spend.pop(key, None)
+
+    async def reset(self, key: str, value: float) -> None:
+        self._spend[key] = float(value)
 
     def prune(self) -> None:
         """Drop windows older than the current one (called from a background task)."""
@@ -292,6 +300,9 @@ class RedisCounters:
     async def forget(self, keys: list[str]) -> None:
         if keys:
             await self.client.delete(*(self.prefix + k for k in keys))
+
+    async def reset(self, key: str, value: float) -> None:
+        await self.client.set(self.prefix + key, repr(float(value)), ex=_budget_ttl(Item(BUDGET_KIND, key, 0)))
 
     async def close(self) -> None:
         await self.client.aclose()
