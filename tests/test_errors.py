@@ -75,10 +75,12 @@ def test_upstream_429_keeps_status_and_retry_after(openai_client, anthropic_clie
 
 
 @pytest.mark.parametrize("model", ["openai-model", "claude-model", "gemini-model"])
-def test_upstream_5xx_and_4xx_keep_their_status_in_both_dialects(openai_client, anthropic_client, model):
+def test_upstream_5xx_is_502_and_4xx_keeps_its_status_in_both_dialects(openai_client, anthropic_client, model):
     with pytest.raises(openai.InternalServerError) as info:
         openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "TRIGGER_500"}])
-    assert info.value.status_code == 500
+    assert info.value.status_code == 502
+    assert info.value.response.headers["x-lockgate-upstream-status"] == "500"
+    assert "answered 500" in info.value.body["message"]
     with pytest.raises(anthropic.BadRequestError):
         anthropic_client.messages.create(model=model, max_tokens=5,
                                          messages=[{"role": "user", "content": "TRIGGER_400"}])

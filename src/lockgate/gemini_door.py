@@ -58,7 +58,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, model:
     )
     try:
         _check(method, query)
-        raw = await read_body(receive, gw.settings.max_request_body)
+        raw = await read_body(receive, gw.settings.max_request_body, headers.get("content-length"))
     except LockgateError as err:
         await pipeline.respond_error(gw, ctx, send, err)
         return
