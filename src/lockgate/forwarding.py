@@ -160,8 +160,11 @@ def upstream_error(ctx: RequestContext, status: int, headers: dict[str, str], bo
     assert provider is not None
     original = body
     body = provider.normalize_error(status, headers, body)
-    message, type_ = provider.dialect.parse_error(status, body)
-    if not _json_object(original):  # no error JSON: say what came, never echo it (it may hold anything)
+    try:
+        message, type_ = provider.dialect.parse_error(status, body)
+    except (TypeError, ValueError, AttributeError, KeyError):  # odd types in an error body: not its message
+        message, type_ = "", None
+    if not (_json_object(original) and _error_json_of(provider, body)):  # say what came, never echo it
         message = f"provider {provider.name} answered {status} with {describe_body(original, headers.get('content-type'))}"
     elif status >= 500:
         message = f"provider {provider.name} answered {status}: {message}"
@@ -177,6 +180,16 @@ def upstream_error(ctx: RequestContext, status: int, headers: dict[str, str], bo
             err.raw_dialect = ctx.dialect  # type: ignore[attr-defined]
     err.upstream_status = status
     return err
+
+
+def _error_json_of(provider: Any, body: bytes) -> bool:
+    """An error JSON in the provider's own format (any JSON object for formats without a shape here)."""
+    shape = _ERROR_SHAPES.get(provider.dialect.NAME)
+    if shape is None:
+        return True
+    if shape == "google" and body[:1] == b"[":  # Gemini's non-SSE stream wraps its error in an array
+        body = body.strip()[1:-1]
+    return is_error_body(shape, body)
 
 
 def _json_object(body: bytes) -> bool:
