@@ -12,6 +12,8 @@
   flakyN      the first N requests to this label fail with 500, then it answers
   drop        streams two chunks, then drops the connection (non-stream: drops at once)
   stall       streams two chunks, then stalls for 60 s
+  picky       answers normally, except a last message containing BAD400 / BAD413 / BAD422: that status,
+              as OpenAI refuses a malformed, oversized or unprocessable body
 
 ``recorder.counts[label]`` counts requests per label.
 """
@@ -70,6 +72,11 @@ async def _stream(request: web.Request, body: dict, label: str, mode: str) -> we
     return resp
 
 
+def _picky(body: dict) -> int | None:
+    text = str((body.get("messages") or [{}])[-1].get("content"))
+    return next((s for s in (400, 413, 422) if f"BAD{s}" in text), None)
+
+
 def create_app(recorder: Recorder) -> web.Application:
     recorder.counts = Counter()  # type: ignore[attr-defined]
 
@@ -92,6 +99,8 @@ def create_app(recorder: Recorder) -> web.Application:
         elif mode == "policy":
             return _error(400, "Your request was rejected by the safety system.", "invalid_request_error",
                           "content_policy_violation")
+        elif mode == "picky" and (bad := _picky(body)) is not None:
+            return _error(bad, f"the request body was refused ({bad})", "invalid_request_error", None)
         elif mode.startswith("flaky") and recorder.counts[label] <= int(mode[5:]):  # type: ignore[attr-defined]
             return _error(500, "flaky failure", "server_error", None)
         if body.get("stream"):

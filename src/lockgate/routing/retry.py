@@ -56,9 +56,9 @@ def counts_against_deployment(err: LockgateError, kind: str) -> bool:
     """True when a failure says something about the deployment (allowed_fails, cooldowns); a 400,
     413 or 422 that the client's body caused says nothing about it."""
     status = getattr(err, "upstream_status", None) or err.status
-    if kind == "auth":
+    if kind == "auth":  # a bad provider key, whatever status it came with (Gemini: 400)
         return True
-    if status in CLIENT_FAULT_STATUS or kind in ("bad_request", "context_window", "content_policy"):
+    if status in CLIENT_FAULT_STATUS or kind in ("context_window", "content_policy"):
         return False
     return status in COUNTED_STATUS or status >= 500 or kind == "timeout"
 
