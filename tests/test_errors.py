@@ -140,3 +140,23 @@ def test_metrics_expose_requests_latency_and_tokens(gateway, openai_client):
 def test_health_endpoints(gateway):
     assert httpx.get(gateway.url + "/health/liveliness").status_code == 200
     assert httpx.get(gateway.url + "/health/readiness").json()["status"] == "healthy"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "gemini-model", "messages": OPENAI_MSG, "reasoning_effort": []}),
+    ("/v1beta/models/openai-model:generateContent", {"contents": [{"parts": []}], "systemInstruction": True}),
+    ("/v1beta/models/openai-model:countTokens", {"contents": False}),
+])
+def test_a_field_of_the_wrong_type_is_a_400_not_a_crash(gateway, path, body):
+    resp = post(gateway, path, body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert "wrong type" in message
+    assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.parametrize("model", ["claude-model", "openai-model"])
+def test_stream_options_that_are_not_an_object_are_ignored(gateway, model):
+    body = {"model": model, "messages": OPENAI_MSG, "stream": True, "stream_options": ["include_usage"]}
+    resp = post(gateway, "/v1/chat/completions", body)
+    assert resp.status_code == 200 and "[DONE]" in resp.text

@@ -12,6 +12,7 @@ Three paths, chosen in ``bind``:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from time import perf_counter
@@ -31,6 +32,8 @@ from .transport.sse import encode_event
 
 if TYPE_CHECKING:
     from .config import Deployment
+
+log = logging.getLogger("lockgate")
 
 
 def bind(gw: Gateway, ctx: RequestContext, dep: "Deployment") -> None:
@@ -81,21 +84,44 @@ async def call_once(gw: Gateway, ctx: RequestContext, send: Send, receive: Recei
 # ---------------------------------------------------------------- building the upstream request
 
 
+# what translation code raises on a field of an unexpected type or shape (plain code over untrusted JSON)
+MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
+
+
+def malformed_body(exc: Exception) -> BadRequest:
+    """The client's body could not be translated: a 400 naming what was wrong, logged without a traceback."""
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    place = f"{where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}" if where else "?"
+    log.warning("request body refused by translation: %s at %s", type(exc).__name__, place)
+    detail = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+    return BadRequest(f"the request body has a field of the wrong type or shape ({detail[:200]})",
+                      code="invalid_request_body")
+
+
 def upstream_body(ctx: RequestContext) -> dict[str, Any]:
     dep, provider = ctx.deployment, ctx.provider
     assert dep is not None and provider is not None
-    if ctx.passthrough:
-        merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
-        body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
-    else:
-        canonical = clamp_max_tokens(supported_params(ctx, canonical_request(ctx)), dep.model, dep.model_info)
-        body = provider.dialect.request_from_canonical(canonical, dep.model)
-    return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
+    try:
+        if ctx.passthrough:
+            merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
+            body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
+        else:
+            canonical = clamp_max_tokens(supported_params(ctx, canonical_request(ctx)), dep.model,
+                                         dep.model_info)
+            body = provider.dialect.request_from_canonical(canonical, dep.model)
+        return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
+    except MALFORMED as exc:
+        raise malformed_body(exc) from None
 
 
 def canonical_request(ctx: RequestContext) -> dict[str, Any]:
     assert ctx.deployment is not None
-    canonical = {**ctx.deployment.defaults, **ctx.dialect.request_to_canonical(ctx.body)}
+    try:
+        canonical = {**ctx.deployment.defaults, **ctx.dialect.request_to_canonical(ctx.body)}
+    except MALFORMED as exc:
+        raise malformed_body(exc) from None
     if ctx.stream:  # the flag may come from the route (Gemini's :streamGenerateContent), not the body
         canonical["stream"] = True
     return canonical
@@ -314,7 +340,8 @@ async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, A
 
 def _inject_usage(body: dict[str, Any]) -> bool:
     """Ask an OpenAI-dialect provider for usage; True when the client had not."""
-    opts = body.get("stream_options") or {}
+    opts = body.get("stream_options")
+    opts = opts if isinstance(opts, dict) else {}
     if opts.get("include_usage"):
         return False
     body["stream_options"] = {**opts, "include_usage": True}
@@ -420,7 +447,8 @@ async def _rendered(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) 
 
 def _encoder(ctx: RequestContext) -> Any:
     if ctx.dialect is openai_chat or ctx.dialect is openai_completions:
-        include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+        opts = ctx.body.get("stream_options")
+        include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
         return ctx.dialect.stream_encoder(ctx.model, ctx.request_id, include_usage)
     return ctx.dialect.stream_encoder(ctx.model, ctx.request_id)
 
@@ -470,13 +498,20 @@ async def _count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = await _post(gw, ctx, url, {**ctx.body, "model": dep.model})
         ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
     elif url and provider.dialect.NAME == "gemini":  # Gemini's countTokens, on the translated request
-        canonical = ctx.dialect.request_to_canonical({"max_tokens": 1, **ctx.body})
-        count_body = provider.count_tokens_body(tokens.gemini_count_body(canonical, dep.model), dep)
+        try:
+            canonical = ctx.dialect.request_to_canonical({"max_tokens": 1, **ctx.body})
+            count_body = provider.count_tokens_body(tokens.gemini_count_body(canonical, dep.model), dep)
+        except MALFORMED as exc:
+            raise malformed_body(exc) from None
         reply = _json(await _post(gw, ctx, url, count_body))
         raw = orjson.dumps({"input_tokens": int((reply or {}).get("totalTokens") or 0)})
         ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
     else:  # tiktoken over the bundled encodings: exact for OpenAI models, an estimate for others
-        raw = orjson.dumps({"input_tokens": await tokens.count_prompt_tokens_async(ctx.body, dep.model)})
+        try:
+            counted = await tokens.count_prompt_tokens_async(ctx.body, dep.model)
+        except MALFORMED as exc:
+            raise malformed_body(exc) from None
+        raw = orjson.dumps({"input_tokens": counted})
         ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
     ctx.status = 200
     await send_bytes(send, 200, raw, _headers(ctx))
