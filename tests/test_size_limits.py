@@ -103,7 +103,7 @@ def raw_post(url: str, path: str, headers: dict[str, str], declared: int, sent: 
                 f"Content-Length: {declared}", *[f"{k}: {v}" for k, v in headers.items()], "", ""]
         sock.sendall("\r\n".join(head).encode() + sent)
         data = b""
-        while b"\r\n\r\n" not in data or not (data.endswith(b"\r\n0\r\n\r\n") or data.endswith(b"}")):
+        while b"\r\n\r\n" not in data or not data.endswith((b"\r\n0\r\n\r\n", b"}")):
             chunk = sock.recv(65536)
             if not chunk:
                 break

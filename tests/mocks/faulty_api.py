@@ -120,8 +120,8 @@ def create_app(recorder: Recorder) -> web.Application:
 BROKEN_MODES = {
     # mode: (status, content type, body) -- what misconfigured proxies and crashing servers answer
     "text500": (500, "text/plain; charset=utf-8", b"500 Internal Server Error\n\nServer got itself in trouble"),
-    "html502": (502, "text/html", b"<html><head><title>502 Bad Gateway</title></head><body><center>"
-                                  b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"),
+    "html502": (502, "text/html", (b"<html><head><title>502 Bad Gateway</title></head><body><center>"
+                                   b"<h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>")),
     "empty503": (503, None, b""),
     "truncated500": (500, "application/json", b'{"error": {"message": "The server had an err'),
     "text400": (400, "text/plain", b"Bad Request"),
