@@ -128,3 +128,33 @@ def test_sdks_see_a_502_with_the_provider_status(broken):
     with pytest.raises(anthropic.BadRequestError) as info3:
         claude.messages.create(model="openai-text400", max_tokens=5, messages=HI)
     assert "provider openai answered 400" in info3.value.body["error"]["message"]
+
+
+@pytest.fixture(scope="module")
+def overloaded(tmp_path_factory):
+    host = MockHost()
+    mock = host.start("broken", create_broken_app)
+    models = [{"model_name": f"{provider}-overloaded", "litellm_params": {
+        "model": model, "api_base": _base(mock.url, provider, "overloadedevent"), "api_key": MOCK_API_KEY}}
+        for provider, model in PROVIDERS.items()]
+    gw = start_gateway({"model_list": models, "general_settings": {"master_key": MASTER_KEY},
+                        "router_settings": {"disable_cooldowns": True}}, tmp_path_factory.mktemp("overloaded"))
+    yield gw
+    gw.process.terminate()
+    gw.process.wait(10)
+    host.stop()
+
+
+@pytest.mark.parametrize("path, body, shape, provider", [
+    ("/v1/chat/completions", {"model": "anthropic-overloaded", "messages": HI, "stream": True}, "openai", "anthropic"),
+    ("/v1/responses", {"model": "gemini-overloaded", "input": "hi", "stream": True}, "openai", "gemini"),
+    ("/v1beta/models/anthropic-overloaded:streamGenerateContent?alt=sse",
+     {"contents": [{"parts": [{"text": "hi"}]}]}, "google", "anthropic"),
+])
+def test_an_error_event_before_the_first_byte_is_a_502_naming_the_provider_status(overloaded, path, body, shape,
+                                                                                  provider):
+    resp = httpx.post(overloaded.url + path, json=body, headers={"authorization": "Bearer " + MASTER_KEY}, timeout=20)
+    assert resp.status_code == 502, resp.text
+    assert is_error_body(shape, resp.content), resp.text
+    upstream = resp.headers["x-lockgate-upstream-status"]
+    assert upstream in ("529", "503") and f"provider {provider} answered {upstream}" in resp.text

@@ -50,6 +50,7 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         try:
             await forwarding.call_once(gw, ctx, send, receive)
         except PROVIDER_FAILURES as err:
+            _as_bad_gateway(ctx, err)
             kind = failure_kind(err)
             # a failure the client's body caused (400/413/422) is no sign of the deployment's health
             router.failed(dep, err, kind if counts_against_deployment(err, kind) else "client")
@@ -73,6 +74,18 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         return
     assert last is not None
     raise last
+
+
+def _as_bad_gateway(ctx: RequestContext, err: LockgateError) -> None:
+    """A provider's 5xx that a stream decoder raised (an error event before the first byte) is a 502
+    naming the provider's status, as ``forwarding.upstream_error`` does for error answers."""
+    if type(err) is not UpstreamError or err.status < 500 or err.upstream_status is not None:
+        return
+    name = ctx.provider.name if ctx.provider is not None else "?"
+    err.upstream_status = err.status
+    err.message = f"provider {name} answered {err.status}: {err.message}"
+    err.headers["x-lockgate-upstream-status"] = str(err.status)
+    err.status = 502
 
 
 def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: float) -> None:  # noqa: ANN001

@@ -140,6 +140,18 @@ VALID_BODIES = {
 }
 
 
+# a stream that opens with the provider's error event (Anthropic: overloaded, 529 on its HTTP API)
+STREAM_ERRORS = {
+    "overloadedevent": {
+        "anthropic": b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", '
+                     b'"message": "Overloaded"}}\n\n',
+        "google": b'data: {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}\n\n',
+        "openai": b'event: error\ndata: {"type": "error", "code": "server_error", "message": "overloaded", '
+                  b'"param": null, "sequence_number": 0}\n\n',
+    },
+}
+
+
 def shape_of(path: str) -> str:
     if "/v1beta/" in path or "/v1/models/" in path:
         return "google"
@@ -152,7 +164,8 @@ def create_broken_app(recorder: Recorder) -> web.Application:
     """Every provider path (OpenAI, Anthropic, Gemini) under ``<url>/<mode>/``: the mode chooses the error.
 
     ``BROKEN_MODES`` answer their status with a body that is not an error JSON (plain text, HTML,
-    empty, truncated or of an unknown shape); ``valid400`` / ``valid429`` answer the path's own error
+    empty, truncated or of an unknown shape); ``overloadedevent`` a 200 stream whose first event is the
+    provider's error event; ``valid400`` / ``valid429`` answer the path's own error
     JSON (``VALID_BODIES``; 429 with ``retry-after: 3``); ``huge`` answers 200 with a JSON body of
     ``?mb=`` megabytes (default 2) and ``hugeevent`` a stream whose second event is that large.
     """
@@ -171,6 +184,11 @@ def create_broken_app(recorder: Recorder) -> web.Application:
             status = int(mode[5:])
             headers = {"retry-after": "3"} if status == 429 else None
             return web.json_response(VALID_BODIES[shape_of(request.path)], status=status, headers=headers)
+        if mode in STREAM_ERRORS:  # a 200 stream whose first event is an error event
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(STREAM_ERRORS[mode][shape_of(request.path)])
+            return resp
         size = int(float(request.query.get("mb", "2")) * 1024 * 1024)
         if mode == "huge":
             return web.Response(body=b'{"pad": "' + b"x" * size + b'"}', content_type="application/json")
