@@ -156,3 +156,20 @@ def test_a_stream_event_over_the_limit_ends_the_stream_with_an_error(gw, path, b
     else:
         assert resp.status_code == 502
     assert httpx.get(gw.url + "/health/liveliness").status_code == 200
+
+
+def test_size_settings_and_their_defaults():
+    from lockgate import config
+
+    default = config.from_dict({"model_list": []})
+    assert default.max_request_body == 32 * MB and default.max_response_body == 64 * MB
+    assert not default.warnings
+    mine = config.from_dict({"general_settings": {"max_request_size_mb": 0.5, "max_response_size_mb": 128}})
+    assert mine.max_request_body == MB // 2 and mine.max_response_body == 128 * MB and not mine.warnings
+    older = config.from_dict({"lockgate_settings": {"max_request_body_mb": 8}})
+    assert older.max_request_body == 8 * MB
+    both = config.from_dict({"general_settings": {"max_request_size_mb": 4}, "lockgate_settings": {"max_request_body_mb": 8}})
+    assert both.max_request_body == 4 * MB
+    for bad in ("big", 0, -1):
+        with pytest.raises(config.ConfigError, match="max_request_size_mb"):
+            config.from_dict({"general_settings": {"max_request_size_mb": bad}})

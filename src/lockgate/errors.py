@@ -8,6 +8,8 @@ renders it in its own JSON shape (see ``dialects.*.error_body``).
 
 from __future__ import annotations
 
+import orjson
+
 
 class LockgateError(Exception):
     status = 500
@@ -162,8 +164,6 @@ def is_error_body(shape: str, body: bytes) -> bool:
     """True when ``body`` is an error JSON of the wire format ``shape`` (``openai``, ``anthropic``,
     ``google``): what may be relayed to a client of that format as it came.  Only error answers
     are checked, so this parse is never on the path of a successful request."""
-    import orjson
-
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
