@@ -16,6 +16,7 @@ A request with a body is let in by ``BodyGate``: the caller is authenticated fro
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -64,6 +65,10 @@ class BodyGate:
             body = await read_body(receive, self.limit, headers.get("content-length"))
         except LockgateError as err:
             await _error(send, err)
+            return
+        except Exception as exc:  # the store failing, ...: the management API's own 500, no traceback to the caller
+            logging.getLogger("lockgate.admin").error("management API error on %s", scope["path"], exc_info=exc)
+            await _error(send, LockgateError("internal error in the management API"))
             return
         await self.app(scope, _replay(body, receive), send)
 
