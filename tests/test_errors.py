@@ -160,3 +160,11 @@ def test_stream_options_that_are_not_an_object_are_ignored(gateway, model):
     body = {"model": model, "messages": OPENAI_MSG, "stream": True, "stream_options": ["include_usage"]}
     resp = post(gateway, "/v1/chat/completions", body)
     assert resp.status_code == 200 and "[DONE]" in resp.text
+
+
+@pytest.mark.parametrize("stream", [1, "yes", [True]])
+def test_stream_must_be_a_boolean(gateway, stream):
+    resp = post(gateway, "/v1/chat/completions", {"model": "openai-model", "messages": OPENAI_MSG, "stream": stream})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "stream"
+    assert post(gateway, "/v1/chat/completions",
+                {"model": "openai-model", "messages": OPENAI_MSG, "stream": None}).status_code == 200

@@ -69,8 +69,9 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(
 
 
 def field(valid: st.SearchStrategy) -> st.SearchStrategy:
-    """A field's value: right most of the time, any JSON value (a wrong type) otherwise."""
-    return st.one_of(valid, valid, json_values)
+    """A field's value: right most of the time (so many bodies reach translation and the provider),
+    any JSON value (a wrong type) otherwise."""
+    return st.integers(0, 5).flatmap(lambda pick: json_values if pick == 0 else valid)
 
 
 def shaped(required: dict, optional: dict) -> st.SearchStrategy:
@@ -78,7 +79,9 @@ def shaped(required: dict, optional: dict) -> st.SearchStrategy:
                                  optional={k: field(v) for k, v in optional.items()})
 
 
-text = st.text(max_size=40)
+# free text, and the mocks' triggers (tool calls, thinking, provider errors) so answers are translated too
+text = st.one_of(st.text(max_size=40), st.sampled_from(["TRIGGER_TOOL", "TRIGGER_THINK", "TRIGGER_400",
+                                                        "TRIGGER_429", "TRIGGER_500", "hello"]))
 model = st.sampled_from(MODELS)
 schema = st.fixed_dictionaries({"type": field(st.just("object")),
                                 "properties": field(st.dictionaries(st.text(max_size=8), json_values, max_size=3))},

@@ -79,8 +79,8 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
 def _as_bad_gateway(ctx: RequestContext, err: LockgateError) -> None:
     """A provider's 5xx that a stream decoder raised (an error event before the first byte) is a 502
     naming the provider's status, as ``forwarding.upstream_error`` does for error answers."""
-    if type(err) is not UpstreamError or err.status < 500 or err.upstream_status is not None:
-        return
+    if type(err) is not UpstreamError or err.status <= 502 or err.upstream_status is not None:
+        return  # 502: the gateway's own verdict on the provider's answer (not JSON, ...)
     name = ctx.provider.name if ctx.provider is not None else "?"
     err.upstream_status = err.status
     err.message = f"provider {name} answered {err.status}: {err.message}"
