@@ -230,3 +230,31 @@ def test_fuzz_front_door(gw, door):
     assert gw.client.get("/health/liveliness").status_code == 200
     log = gw.log_path.read_bytes()[before:].decode(errors="replace")
     assert "Traceback" not in log, log[log.find("Traceback"):][:3000]
+
+
+@pytest.mark.parametrize("door", ["chat", "messages", "responses", "generateContent"])
+def test_fuzz_with_a_virtual_key(gw, door):
+    """The same properties through governance: authorization, admission, pricing and settling of odd bodies."""
+    created = gw.client.post("/key/generate", json={"rpm_limit": 100_000, "tpm_limit": 10**12, "max_budget": 1000,
+                                                    "metadata": {"fuzz": door}})
+    assert created.status_code == 200, created.text
+    key = created.json()["key"]
+    template, bodies, shape = DOORS[door]
+    client = httpx.Client(base_url=gw.url, headers={"authorization": "Bearer " + key}, timeout=30)
+
+    @settings(max_examples=EXAMPLES // 3, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(name=path_models, payload=st.one_of(bodies.map(dumps), raw_bytes))
+    def run(name: str, payload: bytes) -> None:
+        resp = client.post(template.format(model=name), content=payload, headers={"content-type": "application/json"})
+        assert resp.status_code < 500 or resp.status_code in ALLOWED_5XX, (door, payload[:300], resp.text[:300],
+                                                                            last_traceback(gw))
+        if resp.status_code >= 400:
+            assert is_error_body(shape, resp.content), (door, resp.status_code, resp.text[:300])
+
+    before = len(gw.log_path.read_bytes())
+    with client:
+        run()
+    assert gw.client.get("/health/liveliness").status_code == 200
+    log = gw.log_path.read_bytes()[before:].decode(errors="replace")
+    assert "Traceback" not in log, log[log.find("Traceback"):][:3000]
