@@ -173,3 +173,28 @@ def test_size_settings_and_their_defaults():
     for bad in ("big", 0, -1):
         with pytest.raises(config.ConfigError, match="max_request_size_mb"):
             config.from_dict({"general_settings": {"max_request_size_mb": bad}})
+
+
+def test_sdks_see_413_and_502(gw):
+    import anthropic
+    import openai
+    from google import genai
+    from google.genai import errors as genai_errors
+    from google.genai import types
+
+    big = "x" * (2 * MB)
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": big}])
+    assert info.value.status_code == 413 and info.value.body["code"] == "request_too_large"
+    with pytest.raises(openai.InternalServerError) as info2:
+        client.chat.completions.create(model="huge", messages=HI)
+    assert info2.value.status_code == 502 and info2.value.body["code"] == "upstream_response_too_large"
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info3:
+        claude.messages.create(model="claude", max_tokens=5, messages=[{"role": "user", "content": big}])
+    assert info3.value.status_code == 413 and info3.value.body["error"]["type"] == "request_too_large"
+    gemini = genai.Client(api_key=MASTER_KEY, http_options=types.HttpOptions(base_url=gw.url))
+    with pytest.raises(genai_errors.ClientError) as info4:
+        gemini.models.generate_content(model="gem", contents=big)
+    assert info4.value.code == 413
