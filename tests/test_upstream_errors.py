@@ -109,6 +109,10 @@ def test_every_door_answers_upstream_errors_in_its_own_dialect(broken, door, pro
             assert f"provider {provider} answered {upstream}" in text, (where, text)
         elif passthrough:  # a valid error JSON of the client's own dialect: relayed as it came
             assert resp.json() == VALID_BODIES[shape], (where, text)
+        if mode == "text500":
+            assert "with a text/plain body that is not an error JSON" in text, (where, text)
+        if mode == "empty503":
+            assert "with an empty body" in text, (where, text)
 
 
 def test_sdks_see_a_502_with_the_provider_status(broken):
