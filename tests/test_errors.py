@@ -75,10 +75,12 @@ def test_upstream_429_keeps_status_and_retry_after(openai_client, anthropic_clie
 
 
 @pytest.mark.parametrize("model", ["openai-model", "claude-model", "gemini-model"])
-def test_upstream_5xx_and_4xx_keep_their_status_in_both_dialects(openai_client, anthropic_client, model):
+def test_upstream_5xx_is_502_and_4xx_keeps_its_status_in_both_dialects(openai_client, anthropic_client, model):
     with pytest.raises(openai.InternalServerError) as info:
         openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "TRIGGER_500"}])
-    assert info.value.status_code == 500
+    assert info.value.status_code == 502
+    assert info.value.response.headers["x-lockgate-upstream-status"] == "500"
+    assert "answered 500" in info.value.body["message"]
     with pytest.raises(anthropic.BadRequestError):
         anthropic_client.messages.create(model=model, max_tokens=5,
                                          messages=[{"role": "user", "content": "TRIGGER_400"}])
@@ -138,3 +140,31 @@ def test_metrics_expose_requests_latency_and_tokens(gateway, openai_client):
 def test_health_endpoints(gateway):
     assert httpx.get(gateway.url + "/health/liveliness").status_code == 200
     assert httpx.get(gateway.url + "/health/readiness").json()["status"] == "healthy"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/chat/completions", {"model": "gemini-model", "messages": OPENAI_MSG, "reasoning_effort": []}),
+    ("/v1beta/models/openai-model:generateContent", {"contents": [{"parts": []}], "systemInstruction": True}),
+    ("/v1beta/models/openai-model:countTokens", {"contents": False}),
+])
+def test_a_field_of_the_wrong_type_is_a_400_not_a_crash(gateway, path, body):
+    resp = post(gateway, path, body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert "wrong type" in message
+    assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.parametrize("model", ["claude-model", "openai-model"])
+def test_stream_options_that_are_not_an_object_are_ignored(gateway, model):
+    body = {"model": model, "messages": OPENAI_MSG, "stream": True, "stream_options": ["include_usage"]}
+    resp = post(gateway, "/v1/chat/completions", body)
+    assert resp.status_code == 200 and "[DONE]" in resp.text
+
+
+@pytest.mark.parametrize("stream", [1, "yes", [True]])
+def test_stream_must_be_a_boolean(gateway, stream):
+    resp = post(gateway, "/v1/chat/completions", {"model": "openai-model", "messages": OPENAI_MSG, "stream": stream})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "stream"
+    assert post(gateway, "/v1/chat/completions",
+                {"model": "openai-model", "messages": OPENAI_MSG, "stream": None}).status_code == 200

@@ -52,7 +52,7 @@ async def model_request(gw: Gateway, scope: Scope, receive: Receive, send: Send,
         client_ip=(scope.get("client") or (None,))[0],
     )
     try:
-        raw = await read_body(receive, gw.settings.max_request_body)
+        raw = await read_body(receive, gw.settings.max_request_body, ctx.headers.get("content-length"))
     except LockgateError as err:
         await pipeline.respond_error(gw, ctx, send, err)
         return

@@ -19,10 +19,12 @@ from .errors import BadRequest, LockgateError, RateLimited, UpstreamError, Upstr
 from .forwarding import estimate_tokens
 from .gateway import Gateway
 from .http import Receive, Send
-from .routing.retry import failure_kind
+from .routing.retry import counts_against_deployment, failure_kind
 from .routing.router import NoDeploymentLeft
 
 PROVIDER_FAILURES = (UpstreamError, UpstreamUnreachable, UpstreamTimeout)
+# error kinds (LockgateError.kind) of a stream that ended badly through the client's own fault
+CLIENT_KINDS = frozenset({"bad_request", "upstream_4xx"})
 
 
 async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> None:
@@ -48,8 +50,10 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         try:
             await forwarding.call_once(gw, ctx, send, receive)
         except PROVIDER_FAILURES as err:
+            _as_bad_gateway(ctx, err)
             kind = failure_kind(err)
-            router.failed(dep, err, kind)
+            # a failure the client's body caused (400/413/422) is no sign of the deployment's health
+            router.failed(dep, err, kind if counts_against_deployment(err, kind) else "client")
             gw.metrics.observe_attempt(dep.id, group, False)
             if ctx.status:  # the answer already started: nothing left to retry
                 raise
@@ -72,13 +76,26 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
     raise last
 
 
+def _as_bad_gateway(ctx: RequestContext, err: LockgateError) -> None:
+    """A provider's 5xx that a stream decoder raised (an error event before the first byte) is a 502
+    naming the provider's status, as ``forwarding.upstream_error`` does for error answers."""
+    if type(err) is not UpstreamError or err.status <= 502 or err.upstream_status is not None:
+        return  # 502: the gateway's own verdict on the provider's answer (not JSON, ...)
+    name = ctx.provider.name if ctx.provider is not None else "?"
+    err.upstream_status = err.status
+    err.message = f"provider {name} answered {err.status}: {err.message}"
+    err.headers["x-lockgate-upstream-status"] = str(err.status)
+    err.status = 502
+
+
 def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: float) -> None:  # noqa: ANN001
     usage = ctx.usage or {}
     tokens = int(usage.get("total_tokens") or 0)
     ttft = ctx.first_token_at - ctx.started if ctx.first_token_at else None
     seconds = perf_counter() - started
-    if ctx.error_kind:  # a stream that failed after it started
-        gw.router.failed(dep, LockgateError("stream failed", status=502), "server")
+    if ctx.error_kind:  # a stream that failed after it started: the provider's fault unless it said otherwise
+        kind = "client" if ctx.error_kind in CLIENT_KINDS else "server"
+        gw.router.failed(dep, LockgateError("stream failed", status=502), kind)
         gw.metrics.observe_attempt(dep.id, group, False)
     else:
         gw.router.finished(dep, seconds, ttft, tokens)

@@ -47,6 +47,7 @@ KNOWN_GENERAL = {
     "master_key", "request_timeout", "background_health_checks", "health_check_interval",
     "redis_url", "redis_host", "redis_port", "redis_username", "redis_password",
     "database_url", "max_budget", "budget_duration",
+    "max_request_size_mb", "max_response_size_mb",
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
                  "callbacks", "success_callback", "failure_callback"}
@@ -128,7 +129,8 @@ class Settings:
     stream_timeout: float | None = None  # default idle limit of streams (router_settings.stream_timeout)
     connect_timeout: float = 10.0
     access_log: bool = True
-    max_request_body: int = 32 * 1024 * 1024
+    max_request_body: int = 32 * 1024 * 1024  # bytes, from general_settings.max_request_size_mb
+    max_response_body: int = 64 * 1024 * 1024  # bytes, from general_settings.max_response_size_mb
     allowed_api_bases: list[str] = field(default_factory=list)
     upstream_max_connections: int | None = None
     upstream_thread_batch_at: int = 4  # requests in flight that batch the upstream I/O thread (transport/scheduling.py)
@@ -211,7 +213,9 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         stream_timeout=_float(router.get("stream_timeout")),
         connect_timeout=float(ours.get("connect_timeout", 10)),
         access_log=bool(ours.get("access_log", True)),
-        max_request_body=int(float(ours.get("max_request_body_mb", 32)) * 1024 * 1024),
+        max_request_body=_megabytes(general, "max_request_size_mb",
+                                    ours.get("max_request_body_mb", DEFAULT_REQUEST_MB)),
+        max_response_body=_megabytes(general, "max_response_size_mb", DEFAULT_RESPONSE_MB),
         allowed_api_bases=list(ours.get("allowed_api_bases") or []),
         upstream_max_connections=ours.get("upstream_max_connections"),
         upstream_thread_batch_at=int(ours.get("upstream_thread_batch_at", 4)),
@@ -228,6 +232,23 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         plugins=_plugin_settings(litellm, ours, warnings),
         warnings=warnings,
     )
+
+
+DEFAULT_REQUEST_MB = 32  # general_settings.max_request_size_mb (LiteLLM has no default)
+DEFAULT_RESPONSE_MB = 64  # general_settings.max_response_size_mb
+
+
+def _megabytes(general: dict[str, Any], key: str, default: Any) -> int:
+    """A size in MB (``general_settings.<key>``; the older ``lockgate_settings.max_request_body_mb``
+    is the default of the request size) as bytes."""
+    value = general.get(key, default)
+    try:
+        size = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"general_settings.{key}: {value!r} is not a number of megabytes") from None
+    if size <= 0:
+        raise ConfigError(f"general_settings.{key}: must be more than 0")
+    return int(size * 1024 * 1024)
 
 
 def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:

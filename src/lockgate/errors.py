@@ -8,6 +8,8 @@ renders it in its own JSON shape (see ``dialects.*.error_body``).
 
 from __future__ import annotations
 
+import orjson
+
 
 class LockgateError(Exception):
     status = 500
@@ -80,13 +82,32 @@ class BudgetExceeded(LockgateError):
         return "budget"
 
 
+class RequestTooLarge(LockgateError):
+    """The client's body is over ``general_settings.max_request_size_mb``."""
+
+    status = 413
+    type = "invalid_request_error"  # Anthropic's shape says request_too_large (from the status)
+    code = "request_too_large"
+
+    def default_kind(self) -> str:
+        return "bad_request"
+
+
 class UpstreamError(LockgateError):
-    """The provider answered with an error status; its status is kept."""
+    """The provider failed: a 4xx keeps its status, a 5xx is a 502 (``upstream_status`` keeps the provider's)."""
 
     type = "api_error"
+    upstream_status: int | None = None  # the provider's own status, when it answered one
 
     def default_kind(self) -> str:
         return "upstream_4xx" if 400 <= self.status < 500 else "upstream_5xx"
+
+
+class ResponseTooLarge(UpstreamError):
+    """The provider's answer (or one stream event) is over ``general_settings.max_response_size_mb``."""
+
+    status = 502
+    code = "upstream_response_too_large"
 
 
 class UpstreamUnreachable(LockgateError):
@@ -135,3 +156,33 @@ def type_to_kind(type_: str) -> str:
         "rate_limit_error": "rate_limit",
         "timeout_error": "timeout",
     }.get(type_, "internal")
+
+
+# ---------------------------------------------------------------- error bodies of each wire format
+
+def is_error_body(shape: str, body: bytes) -> bool:
+    """True when ``body`` is an error JSON of the wire format ``shape`` (``openai``, ``anthropic``,
+    ``google``): what may be relayed to a client of that format as it came.  Only error answers
+    are checked, so this parse is never on the path of a successful request."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    err = data.get("error")
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return False
+    if shape == "anthropic":
+        return data.get("type") == "error" and isinstance(err.get("type"), str)
+    if shape == "google":
+        return isinstance(err.get("code"), int) and isinstance(err.get("status", ""), str)
+    return isinstance(err.get("type", ""), (str, type(None))) and isinstance(err.get("code", ""), (str, int, type(None)))
+
+
+def describe_body(body: bytes, content_type: str | None) -> str:
+    """A few words about a body that is not an error JSON, without echoing it (it may hold anything)."""
+    if not body.strip():
+        return "an empty body"
+    kind = (content_type or "").split(";", 1)[0].strip() or "untyped"
+    return f"a {kind} body that is not an error JSON ({len(body)} bytes)"

@@ -12,6 +12,7 @@ Three paths, chosen in ``bind``:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from time import perf_counter
@@ -23,14 +24,16 @@ from . import tokens
 from .context import RequestContext
 from .dialects import openai_chat, openai_completions
 from .dialects.output_limits import clamp_max_tokens
-from .errors import BadRequest, LockgateError, UpstreamError
+from .errors import BadRequest, LockgateError, UpstreamError, describe_body, is_error_body
 from .gateway import Gateway
 from .http import Receive, Send, send_bytes, stream_events
-from .transport.client import UpstreamStream
+from .transport.client import UpstreamStream, too_large
 from .transport.sse import encode_event
 
 if TYPE_CHECKING:
     from .config import Deployment
+
+log = logging.getLogger("lockgate")
 
 
 def bind(gw: Gateway, ctx: RequestContext, dep: "Deployment") -> None:
@@ -81,21 +84,44 @@ async def call_once(gw: Gateway, ctx: RequestContext, send: Send, receive: Recei
 # ---------------------------------------------------------------- building the upstream request
 
 
+# what translation code raises on a field of an unexpected type or shape (plain code over untrusted JSON)
+MALFORMED = (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError)
+
+
+def malformed_body(exc: Exception) -> BadRequest:
+    """The client's body could not be translated: a 400 naming what was wrong, logged without a traceback."""
+    where = exc.__traceback__
+    while where is not None and where.tb_next is not None:
+        where = where.tb_next
+    place = f"{where.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{where.tb_lineno}" if where else "?"
+    log.warning("request body refused by translation: %s at %s", type(exc).__name__, place)
+    detail = "nested too deeply" if isinstance(exc, RecursionError) else f"{type(exc).__name__}: {exc}"
+    return BadRequest(f"the request body has a field of the wrong type or shape ({detail[:200]})",
+                      code="invalid_request_body")
+
+
 def upstream_body(ctx: RequestContext) -> dict[str, Any]:
     dep, provider = ctx.deployment, ctx.provider
     assert dep is not None and provider is not None
-    if ctx.passthrough:
-        merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
-        body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
-    else:
-        canonical = clamp_max_tokens(supported_params(ctx, canonical_request(ctx)), dep.model, dep.model_info)
-        body = provider.dialect.request_from_canonical(canonical, dep.model)
-    return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
+    try:
+        if ctx.passthrough:
+            merge = getattr(ctx.dialect, "merge_defaults", None)  # defaults in the dialect's own names
+            body = {**(merge(ctx.body, dep.defaults) if merge else {**dep.defaults, **ctx.body}), "model": dep.model}
+        else:
+            canonical = clamp_max_tokens(supported_params(ctx, canonical_request(ctx)), dep.model,
+                                         dep.model_info)
+            body = provider.dialect.request_from_canonical(canonical, dep.model)
+        return provider.body_from_headers(provider.prepare_body(body, dep, ctx.stream), ctx.headers)
+    except MALFORMED as exc:
+        raise malformed_body(exc) from None
 
 
 def canonical_request(ctx: RequestContext) -> dict[str, Any]:
     assert ctx.deployment is not None
-    canonical = {**ctx.deployment.defaults, **ctx.dialect.request_to_canonical(ctx.body)}
+    try:
+        canonical = {**ctx.deployment.defaults, **ctx.dialect.request_to_canonical(ctx.body)}
+    except MALFORMED as exc:
+        raise malformed_body(exc) from None
     if ctx.stream:  # the flag may come from the route (Gemini's :streamGenerateContent), not the body
         canonical["stream"] = True
     return canonical
@@ -143,22 +169,73 @@ def timeout_of(gw: Gateway, ctx: RequestContext) -> float:
     return ctx.deployment.timeout or gw.settings.request_timeout
 
 
+# the error JSON shape of each client dialect (what may be relayed as it came)
+_ERROR_SHAPES = {"openai": "openai", "openai_responses": "openai", "openai_completions": "openai",
+                 "anthropic": "anthropic", "gemini": "google"}
+
+
 def upstream_error(ctx: RequestContext, status: int, headers: dict[str, str], body: bytes) -> UpstreamError:
-    assert ctx.provider is not None
-    body = ctx.provider.normalize_error(status, headers, body)
-    message, type_ = ctx.provider.dialect.parse_error(status, body)
-    keep = {"Retry-After": headers["retry-after"]} if "retry-after" in headers else None
-    err = UpstreamError(message, status=status, type=type_, headers=keep)
-    err.raw = body  # type: ignore[attr-defined]
-    err.raw_dialect = ctx.dialect if ctx.passthrough else ctx.provider.dialect  # type: ignore[attr-defined]
+    """The provider's error status and body as the client's error.
+
+    A 4xx keeps its status (and ``Retry-After``); a 5xx becomes a 502 whose message names the
+    provider's status.  The provider's own body is relayed as it came only in passthrough, for a
+    4xx, and when it is an error JSON of the client's dialect; anything else (plain text, HTML,
+    empty, truncated JSON, another shape) is rendered in the client's dialect and never echoed.
+    """
+    provider = ctx.provider
+    assert provider is not None
+    original = body
+    body = provider.normalize_error(status, headers, body)
+    try:
+        message, type_ = provider.dialect.parse_error(status, body)
+    except (TypeError, ValueError, AttributeError, KeyError):  # odd types in an error body: not its message
+        message, type_ = "", None
+    if not (_json_object(original) and _error_json_of(provider, body)):  # say what came, never echo it
+        message = f"provider {provider.name} answered {status} with {describe_body(original, headers.get('content-type'))}"
+    elif status >= 500:
+        message = f"provider {provider.name} answered {status}: {message}"
+    keep = {"Retry-After": headers["retry-after"]} if "retry-after" in headers else {}
+    keep["x-lockgate-upstream-status"] = str(status)
+    if status >= 500:
+        err = UpstreamError(message, status=502, type="api_error", headers=keep)
+    else:
+        err = UpstreamError(message, status=status, type=type_ if isinstance(type_, str) else None, headers=keep)
+        shape = _ERROR_SHAPES.get(ctx.dialect.NAME)
+        if ctx.passthrough and shape is not None and is_error_body(shape, body):
+            err.raw = body  # type: ignore[attr-defined]
+            err.raw_dialect = ctx.dialect  # type: ignore[attr-defined]
+    err.upstream_status = status
     return err
 
 
-def _json(body: bytes) -> Any:
+def _error_json_of(provider: Any, body: bytes) -> bool:
+    """An error JSON in the provider's own format (any JSON object for formats without a shape here)."""
+    shape = _ERROR_SHAPES.get(provider.dialect.NAME)
+    if shape is None:
+        return True
+    if shape == "google" and body[:1] == b"[":  # Gemini's non-SSE stream wraps its error in an array
+        body = body.strip()[1:-1]
+    return is_error_body(shape, body)
+
+
+def _json_object(body: bytes) -> bool:
+    """A JSON object (or Gemini's array of one), as every provider's error bodies are."""
     try:
-        return orjson.loads(body)
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) or (isinstance(data, list) and bool(data) and isinstance(data[0], dict))
+
+
+def _json(body: bytes) -> Any:
+    """A successful answer's JSON object (the one parse it gets); anything else is the provider's fault."""
+    try:
+        data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise UpstreamError("the provider returned a body that is not JSON", status=502) from None
+    if not isinstance(data, dict):
+        raise UpstreamError("the provider returned JSON that is not an object", status=502)
+    return data
 
 
 def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
@@ -181,7 +258,7 @@ async def _post(gw: Gateway, ctx: RequestContext, url: str, body: dict[str, Any]
     payload = orjson.dumps(body)
     headers = await upstream_headers(ctx, url, payload)
     started = perf_counter()
-    reply = await gw.upstream.post(url, headers, payload, timeout_of(gw, ctx))
+    reply = await gw.upstream.post(url, headers, payload, timeout_of(gw, ctx), gw.settings.max_response_body)
     ctx.upstream_seconds += perf_counter() - started
     if reply.status >= 400:
         raise upstream_error(ctx, reply.status, reply.headers, reply.body)
@@ -229,11 +306,11 @@ async def _stream(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive
     async with gw.upstream.stream(url, headers, payload, idle) as up:
         ctx.upstream_seconds += perf_counter() - started
         if up.status >= 400:
-            raise upstream_error(ctx, up.status, up.headers, await _read_all(ctx, up))
+            raise upstream_error(ctx, up.status, up.headers, await _read_all(ctx, up, gw.settings.max_response_body))
         if ctx.passthrough:
-            events = _passthrough(ctx, up, strip_usage, await _first_chunk(ctx, up))
+            events = _passthrough(ctx, up, strip_usage, await _first_chunk(ctx, up), gw.settings.max_response_body)
         else:
-            decoded = _decoded(ctx, up)
+            decoded = _decoded(ctx, up, gw.settings.max_response_body)
             events = _rendered(ctx, _prepend(await _first_canonical(decoded), decoded))
         ctx.status = 200
         await stream_events(send, receive, 200, _headers(ctx), events, _finish(ctx))
@@ -263,7 +340,8 @@ async def _prepend(first: dict[str, Any] | None, rest: AsyncIterator[dict[str, A
 
 def _inject_usage(body: dict[str, Any]) -> bool:
     """Ask an OpenAI-dialect provider for usage; True when the client had not."""
-    opts = body.get("stream_options") or {}
+    opts = body.get("stream_options")
+    opts = opts if isinstance(opts, dict) else {}
     if opts.get("include_usage"):
         return False
     body["stream_options"] = {**opts, "include_usage": True}
@@ -277,26 +355,31 @@ async def _read(ctx: RequestContext, up: UpstreamStream) -> bytes | None:
     return chunk
 
 
-async def _read_all(ctx: RequestContext, up: UpstreamStream) -> bytes:
+async def _read_all(ctx: RequestContext, up: UpstreamStream, limit: int) -> bytes:
     started = perf_counter()
     try:
-        return await up.read_all()
+        return await up.read_all(limit)
     finally:
         ctx.upstream_seconds += perf_counter() - started
 
 
 async def _passthrough(
-    ctx: RequestContext, up: UpstreamStream, strip_usage: bool, first: bytes | None
+    ctx: RequestContext, up: UpstreamStream, strip_usage: bool, first: bytes | None, limit: int
 ) -> AsyncIterator[bytes]:
-    """The provider's own bytes, chunk by chunk; usage read on the side."""
+    """The provider's own bytes, chunk by chunk; usage read on the side.  One event may not grow
+    past ``limit`` bytes (the bytes read since the last complete event: what the parser holds)."""
     assert ctx.provider is not None
     tap = ctx.dialect.usage_tap()
     parser = ctx.provider.stream_parser()
     reframe = strip_usage or not ctx.provider.sse_native
     chunk = first
+    pending = 0
     try:
         while chunk is not None:
             events = parser.feed(chunk)
+            pending = 0 if events else pending + len(chunk)
+            if pending > limit:
+                raise too_large(limit)
             for event, data in events:
                 tap.feed(event, data)
             if reframe:
@@ -320,14 +403,19 @@ def _usage_only(data: bytes) -> bool:
     return b'"usage"' in data and _EMPTY_CHOICES.search(data) is not None
 
 
-async def _decoded(ctx: RequestContext, up: UpstreamStream) -> AsyncIterator[dict[str, Any]]:
-    """Canonical chunks from a provider stream of another dialect."""
+async def _decoded(ctx: RequestContext, up: UpstreamStream, limit: int) -> AsyncIterator[dict[str, Any]]:
+    """Canonical chunks from a provider stream of another dialect (one event at most ``limit`` bytes)."""
     assert ctx.provider is not None
     decoder = ctx.provider.dialect.stream_decoder()
     parser = ctx.provider.stream_parser()
+    pending = 0
     try:
         while (chunk := await _read(ctx, up)) is not None:
-            for event, data in parser.feed(chunk):
+            events = parser.feed(chunk)
+            pending = 0 if events else pending + len(chunk)
+            if pending > limit:
+                raise too_large(limit)
+            for event, data in events:
                 for canonical in decoder.feed(event, data):
                     yield canonical
         for event, data in parser.flush():
@@ -359,7 +447,8 @@ async def _rendered(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) 
 
 def _encoder(ctx: RequestContext) -> Any:
     if ctx.dialect is openai_chat or ctx.dialect is openai_completions:
-        include_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+        opts = ctx.body.get("stream_options")
+        include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
         return ctx.dialect.stream_encoder(ctx.model, ctx.request_id, include_usage)
     return ctx.dialect.stream_encoder(ctx.model, ctx.request_id)
 
@@ -409,13 +498,20 @@ async def _count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = await _post(gw, ctx, url, {**ctx.body, "model": dep.model})
         ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
     elif url and provider.dialect.NAME == "gemini":  # Gemini's countTokens, on the translated request
-        canonical = ctx.dialect.request_to_canonical({"max_tokens": 1, **ctx.body})
-        count_body = provider.count_tokens_body(tokens.gemini_count_body(canonical, dep.model), dep)
+        try:
+            canonical = ctx.dialect.request_to_canonical({"max_tokens": 1, **ctx.body})
+            count_body = provider.count_tokens_body(tokens.gemini_count_body(canonical, dep.model), dep)
+        except MALFORMED as exc:
+            raise malformed_body(exc) from None
         reply = _json(await _post(gw, ctx, url, count_body))
         raw = orjson.dumps({"input_tokens": int((reply or {}).get("totalTokens") or 0)})
         ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
     else:  # tiktoken over the bundled encodings: exact for OpenAI models, an estimate for others
-        raw = orjson.dumps({"input_tokens": await tokens.count_prompt_tokens_async(ctx.body, dep.model)})
+        try:
+            counted = await tokens.count_prompt_tokens_async(ctx.body, dep.model)
+        except MALFORMED as exc:
+            raise malformed_body(exc) from None
+        raw = orjson.dumps({"input_tokens": counted})
         ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
     ctx.status = 200
     await send_bytes(send, 200, raw, _headers(ctx))

@@ -58,7 +58,7 @@ async def handle(gw: Gateway, scope: Scope, receive: Receive, send: Send, model:
     )
     try:
         _check(method, query)
-        raw = await read_body(receive, gw.settings.max_request_body)
+        raw = await read_body(receive, gw.settings.max_request_body, headers.get("content-length"))
     except LockgateError as err:
         await pipeline.respond_error(gw, ctx, send, err)
         return
@@ -83,7 +83,10 @@ async def count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = await forwarding._post(gw, ctx, url, body)
         ctx.response_headers.append((b"x-lockgate-token-count", b"exact"))
     else:
-        req = gemini.request_to_canonical(ctx.body.get("generateContentRequest") or ctx.body)
+        try:
+            req = gemini.request_to_canonical(ctx.body.get("generateContentRequest") or ctx.body)
+        except forwarding.MALFORMED as exc:
+            raise forwarding.malformed_body(exc) from None
         raw = orjson.dumps({"totalTokens": forwarding.estimate_tokens(req)})
         ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
     ctx.status = 200

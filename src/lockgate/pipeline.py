@@ -113,7 +113,10 @@ def parse(ctx: RequestContext, raw_body: bytes) -> None:
         raise BadRequest("field 'messages' must not be empty", param="messages")
     ctx.body = body
     ctx.model = ctx.model or body["model"]  # set already when the route carries it (Gemini)
-    ctx.stream = ctx.stream or (body.get("stream") is True and ctx.route in ("chat", "messages", "responses", "completions"))
+    streams = ctx.route in ("chat", "messages", "responses", "completions")
+    if streams and body.get("stream") is not None and not isinstance(body["stream"], bool):  # 1, "yes", ...
+        raise BadRequest("field 'stream' must be a boolean", param="stream")
+    ctx.stream = ctx.stream or (body.get("stream") is True and streams)
 
 
 async def authorize(gw: Gateway, ctx: RequestContext) -> None:

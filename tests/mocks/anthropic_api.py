@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .validation import rejects_malformed
+
 from . import (
     CACHED_TOKENS,
     COMPLETION_TOKENS,
@@ -36,7 +38,7 @@ RECORDER = web.AppKey("recorder", Recorder)
 
 
 def create_app(recorder: Recorder) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[rejects_malformed(lambda m: _error(400, "invalid_request_error", m))])
     app[RECORDER] = recorder
     app.router.add_post("/v1/messages", _messages)
     app.router.add_post("/v1/messages/count_tokens", _count_tokens)

@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .validation import rejects_malformed
+
 from . import (
     CACHED_TOKENS,
     COMPLETION_TOKENS,
@@ -314,7 +316,7 @@ def create_app(recorder: Recorder) -> web.Application:
             return _generate(model, body, name)
         return await _stream(request, model, body, name, recorder)
 
-    app = web.Application()
+    app = web.Application(middlewares=[rejects_malformed(lambda m: google_error(400, m))])
     for version in ("v1beta", "v1", "v1alpha"):  # the real API serves all three
         app.router.add_post(f"/{version}/models/{{spec}}", handle)
     return app

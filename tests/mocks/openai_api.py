@@ -20,6 +20,7 @@ from aiohttp import web
 
 from . import CACHED_TOKENS, COMPLETION_TOKENS, MOCK_API_KEY, MOCK_TEXT, PROMPT_TOKENS, Received, Recorder, trigger
 from .agentic import Decision, decide, text_of
+from .validation import rejects_malformed
 
 # other dialects' parameters, which the real API refuses ("Unrecognized request argument supplied");
 # fields unknown to the mock pass, so a test can show that passthrough carries tomorrow's fields
@@ -187,7 +188,7 @@ def create_app(recorder: Recorder) -> web.Application:
         return web.json_response({"object": "list", "data": data, "model": body["model"],
                                   "usage": {"prompt_tokens": 2 * len(items), "total_tokens": 2 * len(items)}})
 
-    app = web.Application()
+    app = web.Application(middlewares=[rejects_malformed(lambda m: _error(400, m, "invalid_request_error"))])
     for prefix in ("", "/v1"):
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/embeddings", embeddings)

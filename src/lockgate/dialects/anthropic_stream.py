@@ -113,7 +113,7 @@ _SHARED_TYPES = {
 
 
 def lockgate_error_type(status: int, type_: Any) -> str:
-    return type_ if type_ in _SHARED_TYPES else type_for_status(status)
+    return type_ if isinstance(type_, str) and type_ in _SHARED_TYPES else type_for_status(status)
 
 
 def error_body(err: Exception) -> dict[str, Any]:

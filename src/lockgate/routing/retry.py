@@ -22,6 +22,11 @@ POLICY_KEYS = {
 RETRIED_BY_DEFAULT = {"timeout", "rate_limit", "server"}
 # kinds that put a deployment in cooldown at once (LiteLLM: 429, 401, 404, 408)
 IMMEDIATE_COOLDOWN_STATUS = {429, 401, 404, 408}
+# the client's own fault (its body): never counted against a deployment, whatever the message says
+CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
+# what counts toward allowed_fails and cooldowns (LiteLLM): configuration (401/403/404), 408, 429, 5xx,
+# timeouts and unreachable providers (which arrive as 502/504)
+COUNTED_STATUS = frozenset({401, 403, 404, 408, 429})
 
 _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "prompt is too long",
                   "too many tokens", "context window", "input is too long", "exceeds the maximum")
@@ -29,8 +34,8 @@ _POLICY_HINTS = ("content_policy", "content policy", "content_filter", "safety",
 
 
 def failure_kind(err: LockgateError) -> str:
-    """What kind of failure an upstream error is, for retries and fallbacks."""
-    status = err.status
+    """What kind of failure an upstream error is, for retries and fallbacks (the provider's own status)."""
+    status = getattr(err, "upstream_status", None) or err.status
     text = f"{err.code or ''} {err.message}".lower()
     if status in (400, 413, 422) and any(h in text for h in _CONTEXT_HINTS):
         return "context_window"
@@ -40,11 +45,22 @@ def failure_kind(err: LockgateError) -> str:
         return "rate_limit"
     if status in (408, 504) or err.kind == "upstream_timeout":
         return "timeout"
-    if status in (401, 403):
+    if status in (401, 403) or err.type == "authentication_error":  # Gemini: a bad key is a 400
         return "auth"
     if status >= 500:
         return "server"
     return "bad_request"
+
+
+def counts_against_deployment(err: LockgateError, kind: str) -> bool:
+    """True when a failure says something about the deployment (allowed_fails, cooldowns); a 400,
+    413 or 422 that the client's body caused says nothing about it."""
+    status = getattr(err, "upstream_status", None) or err.status
+    if kind == "auth":  # a bad provider key, whatever status it came with (Gemini: 400)
+        return True
+    if status in CLIENT_FAULT_STATUS or kind in ("context_window", "content_policy"):
+        return False
+    return status in COUNTED_STATUS or status >= 500 or kind == "timeout"
 
 
 @dataclass

@@ -22,7 +22,7 @@ os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
 
-from ..errors import UpstreamTimeout, UpstreamUnreachable
+from ..errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
 from .scheduling import IOThreadPolicy
 
 
@@ -51,9 +51,14 @@ class UpstreamStream:
             raise _map(exc) from None
         return None if chunk is None else chunk.to_bytes()
 
-    async def read_all(self) -> bytes:
+    async def read_all(self, limit: int | None = None) -> bytes:
+        """The rest of the body; over ``limit`` bytes it is not read further (502)."""
         parts = []
+        size = 0
         while (chunk := await self.read()) is not None:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise too_large(limit)
             parts.append(chunk)
         return b"".join(parts)
 
@@ -82,7 +87,10 @@ class Upstream:
             client = self._clients[read_timeout] = builder.build()
         return client
 
-    async def post(self, url: str, headers: dict[str, str], body: bytes, timeout: float) -> UpstreamReply:
+    async def post(self, url: str, headers: dict[str, str], body: bytes, timeout: float,
+                   limit: int | None = None) -> UpstreamReply:
+        """One request, the whole answer read.  An answer over ``limit`` bytes is refused (502) before
+        anything parses it: one comparison, so the read itself stays the fast fully-buffered one."""
         request = (
             self._client(None).post(url).headers(headers).body_bytes(body)
             .timeout(timedelta(seconds=timeout)).build()
@@ -95,6 +103,8 @@ class Upstream:
             raise _map(exc) from None
         finally:
             self.policy.leave()
+        if limit is not None and len(data) > limit:
+            raise too_large(limit)
         return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
 
     async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
@@ -140,3 +150,8 @@ def _map(exc: PyreqwestError) -> Exception:
     if isinstance(exc, ConnectError):
         return UpstreamUnreachable("the provider could not be reached")
     return UpstreamUnreachable("the connection to the provider failed")
+
+
+def too_large(limit: int) -> ResponseTooLarge:
+    return ResponseTooLarge(f"the provider's answer exceeds the gateway's limit of {limit / (1024 * 1024):g} MB "
+                            "(general_settings.max_response_size_mb)")
