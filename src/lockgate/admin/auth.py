@@ -60,7 +60,7 @@ class Caller:
         return [t for t, r in self.team_roles.items() if r == "admin"]
 
     def team_admin_of(self, team_id: str | None) -> bool:
-        return bool(team_id) and self.team_roles.get(team_id) == "admin"
+        return team_id is not None and self.team_roles.get(team_id) == "admin"
 
     # ---- keys
 

@@ -205,7 +205,7 @@ class StreamEncoderImpl:
         call["args"] += fn.get("arguments") or ""
 
     def _flush(self, index: int) -> list[dict[str, Any]]:
-        parts = []
+        parts: list[dict[str, Any]] = []
         for _, call in sorted(self._calls.pop(index, {}).items()):
             fc: dict[str, Any] = {"name": call["name"], "args": parse_args(call["args"])}
             if call["id"]:

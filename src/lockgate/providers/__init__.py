@@ -9,17 +9,17 @@ provider object; there is no if/elif dispatch anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ..config import Deployment
+    from ..dialects import EmbeddingsDialect, ProviderDialect
 
 
 @dataclass(frozen=True)
 class Provider:
     name: str
-    dialect: ModuleType
+    dialect: "ProviderDialect"
     default_api_base: str | None = None
     # header carrying the key; "authorization" means "Bearer <key>"
     auth_header: str = "authorization"
@@ -56,6 +56,15 @@ class Provider:
 
     def count_tokens_url(self, dep: "Deployment") -> str | None:
         return None
+
+    def count_tokens_body(self, body: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+        """The body sent to ``count_tokens_url`` from a Gemini API countTokens body (Vertex AI's differs)."""
+        return body
+
+    def _embeddings_dialect(self) -> "EmbeddingsDialect":
+        """Embeddings are translated only for providers whose dialect has an embeddings API (gemini,
+        cohere_chat); OpenAI-dialect providers pass the request through."""
+        return cast("EmbeddingsDialect", self.dialect)
 
     def completions_url(self, dep: "Deployment") -> str | None:
         """Legacy text completions (``POST /completions``), served as they are by OpenAI-dialect
@@ -105,11 +114,11 @@ class Provider:
 
     def embeddings_request(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
         """The provider's embeddings body from an OpenAI embeddings request (not passthrough)."""
-        return self.dialect.embeddings_request_from_canonical(req, dep.model)
+        return self._embeddings_dialect().embeddings_request_from_canonical(req, dep.model)
 
     def embeddings_response(self, body: Any, dep: "Deployment", model: str) -> dict[str, Any]:
         """An OpenAI embeddings response from the provider's answer."""
-        return self.dialect.embeddings_response_to_canonical(body, model)
+        return self._embeddings_dialect().embeddings_response_to_canonical(body, model)
 
 
 PROVIDER_MODULES = ("openai", "anthropic", "gemini", "mock", "azure", "cohere", "bedrock", "vertex")

@@ -34,11 +34,6 @@ class GeminiProvider(Provider):
     def count_tokens_url(self, dep: "Deployment") -> str | None:
         return self._model_url(dep, "countTokens")
 
-    def count_tokens_body(self, body: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
-        """The countTokens body sent, from a Gemini API one (``contents`` or ``generateContentRequest``);
-        Vertex AI's differs."""
-        return body
-
     def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
         # The model and the stream flag travel in the URL; a passthrough body may
         # still hold a rewritten "model" (which Gemini would check) or "stream".

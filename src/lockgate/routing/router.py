@@ -88,7 +88,7 @@ class Router:
         if cached is not None and cached[0] is deps:
             return cached[1]
         limits = [d.model_info.get("max_input_tokens") for d in deps]
-        limit = None if not limits or any(v is None for v in limits) else max(int(v) for v in limits)
+        limit = None if not limits or None in limits else max(int(v) for v in limits if v is not None)
         if len(self._context_limits) < 10_000:  # bounded, like the wildcard groups above
             self._context_limits[group] = (deps, limit)
         return limit

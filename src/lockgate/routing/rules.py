@@ -20,6 +20,7 @@ comma separated), ``team``, ``user`` (ids) and ``key`` (key alias) of the caller
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -105,5 +106,5 @@ def _key(ctx: "RequestContext", expected: str) -> bool:
     return _principal_attr(ctx, "key", "key_alias") == expected
 
 
-_CHECKS = {"model": _model, "header": _header, "metadata": _metadata, "tags": _tags,
+_CHECKS: dict[str, Callable[["RequestContext", Any], bool]] = {"model": _model, "header": _header, "metadata": _metadata, "tags": _tags,
            "team": _team, "user": _user, "key": _key}
