@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..config import Deployment, Settings
     from ..context import RequestContext
     from ..errors import LockgateError
+    from .shared import SharedStats
 
 COOLDOWN_KINDS = {"rate_limit", "timeout", "server", "auth"}
 
@@ -53,7 +54,7 @@ class Router:
         self.retry = RetryPolicy.from_settings(rs)
         self.stats = StatsTable()
         self.rng = random.Random()
-        self.shared: Any = None  # shared.SharedStats when Redis is configured
+        self.shared: SharedStats | None = None  # shared.SharedStats when Redis is configured
         self._derived: dict[str, list["Deployment"]] = {}
         self._context_limits: dict[str, tuple[list["Deployment"], int | None]] = {}
 
