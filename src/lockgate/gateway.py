@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,7 @@ class Gateway:
 
     def new_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
-        return "%s%016x" % (self._id_prefix, next(self._id_counter))
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def start(self) -> None:
         """Open what needs the event loop (storage, counters); called once at start-up."""

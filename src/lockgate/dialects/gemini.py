@@ -650,7 +650,7 @@ def _user_messages(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[str,
             media = _canonical_media(part)
             content.extend([media] if media else [])
     if len(content) == 1 and content[0]["type"] == "text":
-        return tools + [{"role": "user", "content": content[0]["text"]}]
+        return [*tools, {"role": "user", "content": content[0]["text"]}]
     return tools + ([{"role": "user", "content": content}] if content else [])
 
 

@@ -87,7 +87,7 @@ class StreamDecoderImpl:
 
     def _blocked(self) -> list[dict[str, Any]]:
         self._finished.add(0)
-        return self._start(0) + [self._chunk(0, {}, "content_filter")]
+        return [*self._start(0), self._chunk(0, {}, "content_filter")]
 
     def _candidate(self, cand: dict[str, Any], position: int) -> list[dict[str, Any]]:
         index = g(cand, "index", position)

@@ -10,21 +10,30 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
-
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..governance.types import Entity, KeyRecord, Limits, Principal, SpendRecord
 from . import durations, migrate, sqlite_spend
-from .timetext import parse_utc_text
 from .models import (
-    AuditLog, Base, Customer, Key, KeyModelSpend, Organization, ProxyBudget, SpendLog, Team, TeamMember, User,
+    AuditLog,
+    Base,
+    Customer,
+    Key,
+    KeyModelSpend,
+    Organization,
+    ProxyBudget,
+    SpendLog,
+    Team,
+    TeamMember,
+    User,
 )
+from .timetext import parse_utc_text
 
 # kind -> (model, primary-key attribute)
 KINDS: dict[str, tuple[type[Base], str]] = {
@@ -129,7 +138,7 @@ class SpendTotals:
     now: datetime
 
     @classmethod
-    def of(cls, new: list[SpendRecord]) -> "SpendTotals":
+    def of(cls, new: list[SpendRecord]) -> SpendTotals:
         sums: dict[tuple[str, str], float] = defaultdict(float)
         model_sums: dict[tuple[str, str], float] = defaultdict(float)
         customers: set[str] = set()
@@ -237,7 +246,7 @@ class SQLStore:
         """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING``: no per-row SQL
         compilation or type processing (~10x cheaper than an ORM insert), and says which rows were new."""
         conn = await s.connection()
-        columns = tuple(list(c) for c in zip(*(self._spend_row(r) for r in unique.values())))
+        columns = tuple(list(c) for c in zip(*(self._spend_row(r) for r in unique.values()), strict=True))
         result = await conn.exec_driver_sql(self._spend_sql_pg, columns)
         return [unique[rid] for rid in result.scalars()]
 
@@ -423,7 +432,7 @@ class SQLStore:
     async def update(self, kind: str, ident: str, values: dict[str, Any], audit: Audit | None = None,
                      action: str = "updated") -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Apply ``values``; returns (before, after) or None when the row does not exist."""
-        model, pk_name = KINDS[kind]
+        model, _ = KINDS[kind]
         now = durations.utcnow()
         async with self.sessions.begin() as s:
             row = await s.get(model, ident, with_for_update=self.dialect == "postgresql")

@@ -16,7 +16,7 @@ from lockgate.state.models import Base
 target_metadata = Base.metadata
 
 
-def run_on(connection) -> None:  # noqa: ANN001
+def run_on(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
