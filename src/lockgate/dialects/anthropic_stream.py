@@ -101,7 +101,7 @@ _TYPE_FOR_STATUS = {
 
 def anthropic_error_type(status: int, type_: str | None) -> str:
     if type_ in _SPECIFIC_TYPES:
-        return type_  # type: ignore[return-value]
+        return type_
     return _TYPE_FOR_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
 
 
@@ -165,7 +165,7 @@ class StreamDecoderImpl:
         kind = event or ev.get("type")
         if kind == "error":
             _raise_stream_error(ev)
-        handler = _DECODERS.get(kind)  # type: ignore[arg-type]
+        handler = _DECODERS.get(kind)
         return handler(self, ev) if handler else []
 
     def usage(self) -> dict[str, Any] | None:

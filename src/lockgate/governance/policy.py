@@ -182,8 +182,8 @@ def ip_allowed(entries: Iterable[str], client_ip: str | None) -> bool:
         ip = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    if ip.version == 6 and ip.ipv4_mapped:  # type: ignore[union-attr]
-        ip = ip.ipv4_mapped  # type: ignore[union-attr]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
     return any(ip in net for net in _networks(entries))
 
 
