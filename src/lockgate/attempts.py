@@ -88,7 +88,7 @@ def _as_bad_gateway(ctx: RequestContext, err: LockgateError) -> None:
     err.status = 502
 
 
-def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: float) -> None:  # noqa: ANN001
+def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: float) -> None:
     usage = ctx.usage or {}
     tokens = int(usage.get("total_tokens") or 0)
     ttft = ctx.first_token_at - ctx.started if ctx.first_token_at else None
@@ -113,11 +113,11 @@ def _next_group(gw: Gateway, ctx: RequestContext, groups: list[str], index: int,
     return index + 1, err
 
 
-def _untried(router, group: str, tried: set[str]) -> bool:  # noqa: ANN001
+def _untried(router, group: str, tried: set[str]) -> bool:
     return any(d.id not in tried for d in router.deployments(group))
 
 
-def _delay(router, ctx: RequestContext, group: str, tried: set[str], failed_id: str,  # noqa: ANN001
+def _delay(router, ctx: RequestContext, group: str, tried: set[str], failed_id: str,
            err: LockgateError) -> float:
     """Back-off before the next attempt; Retry-After only matters for the same deployment."""
     same = not _untried(router, group, tried - {failed_id}) or failed_id not in tried
@@ -125,7 +125,7 @@ def _delay(router, ctx: RequestContext, group: str, tried: set[str], failed_id: 
     return delay if same else min(delay, router.retry.base_delay * (2 ** (ctx.retries - 1)))
 
 
-def _too_long_for(router, group: str, ctx: RequestContext) -> bool:  # noqa: ANN001
+def _too_long_for(router, group: str, ctx: RequestContext) -> bool:
     """True when every deployment of the group declares max_input_tokens and the prompt exceeds them all."""
     limit = router.context_limit(group)
     return limit is not None and estimate_tokens(ctx.body) > limit

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from time import perf_counter
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import Deployment
+    from .dialects import FrontDoor
+    from .governance.enforcement import Grant
+    from .governance.types import Principal
     from .providers import Provider
 
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 class RequestContext:
     request_id: str
     route: str  # "chat", "messages", "embeddings", "count_tokens"
-    dialect: ModuleType  # the client's dialect (front door)
+    dialect: FrontDoor  # the client's dialect (front door)
     headers: dict[str, str]  # client request headers, lower-cased names
     client_ip: str | None = None
     body: dict[str, Any] = field(default_factory=dict)
@@ -27,9 +29,9 @@ class RequestContext:
     drop_params: bool = False  # litellm_settings.drop_params (a deployment's own setting wins)
     fallbacks: int = 0
     stream: bool = False
-    principal: Any = None  # "master", "anonymous" or a governance.types.Principal (virtual key)
-    deployment: "Deployment | None" = None
-    provider: "Provider | None" = None
+    principal: Principal | str | None = None  # "master", "anonymous" or a governance.types.Principal (virtual key)
+    deployment: Deployment | None = None
+    provider: Provider | None = None
     passthrough: bool = False
     started: float = field(default_factory=perf_counter)
     upstream_seconds: float = 0.0  # time spent awaiting the provider
@@ -38,7 +40,7 @@ class RequestContext:
     usage: dict[str, Any] | None = None
     error_kind: str | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    grant: Any = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
+    grant: Grant | None = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
 
     def overhead_ms(self) -> float:
         return max(0.0, (perf_counter() - self.started - self.upstream_seconds) * 1000)

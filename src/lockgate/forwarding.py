@@ -449,7 +449,8 @@ def _encoder(ctx: RequestContext) -> Any:
     if ctx.dialect is openai_chat or ctx.dialect is openai_completions:
         opts = ctx.body.get("stream_options")
         include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-        return ctx.dialect.stream_encoder(ctx.model, ctx.request_id, include_usage)
+        door = openai_chat if ctx.dialect is openai_chat else openai_completions
+        return door.stream_encoder(ctx.model, ctx.request_id, include_usage)
     return ctx.dialect.stream_encoder(ctx.model, ctx.request_id)
 
 

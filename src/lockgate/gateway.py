@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,12 @@ from .routing.stats import CooldownCollector
 from .transport.client import Upstream
 
 if TYPE_CHECKING:
+    import redis.asyncio
+
     from .context import RequestContext
+    from .governance import Governance
+    from .plugins.runner import Plugins
+    from .state import SQLStore
 
 RequestHook = Callable[["Gateway", "RequestContext"], Awaitable[None]]
 ErrorHook = Callable[["Gateway", "RequestContext", "Exception | None"], Awaitable[None]]
@@ -62,18 +66,18 @@ class Gateway:
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count(1)
         self.metrics.watch(CooldownCollector(self.router.stats))
-        self.redis: Any = None  # redis.asyncio.Redis when settings.redis_url is set
+        self.redis: redis.asyncio.Redis | None = None  # redis.asyncio.Redis when settings.redis_url is set
         self.health: HealthChecks | None = None
         self.hooks = Hooks()
-        self.plugins: Any = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
+        self.plugins: Plugins | None = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
         # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
         self.change_listeners: list[Callable[[str, str], Any]] = []
-        self.store: Any = None  # lockgate.state.SQLStore, opened in start()
-        self.governance: Any = None  # lockgate.governance.Governance, created in start() after the store
+        self.store: SQLStore | None = None  # lockgate.state.SQLStore, opened in start()
+        self.governance: Governance | None = None  # lockgate.governance.Governance, created in start() after the store
 
     def new_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
-        return "%s%016x" % (self._id_prefix, next(self._id_counter))
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
 
     async def start(self) -> None:
         """Open what needs the event loop (storage, counters); called once at start-up."""

@@ -66,7 +66,7 @@ async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, 
     finally:
         try:
             await account(gw, ctx, error)
-        except Exception as exc:  # noqa: BLE001 - the answer is out: a failure here is ours to log
+        except Exception as exc:
             log.exception("request %s: accounting failed: %s", ctx.request_id, type(exc).__name__)
 
 

@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import LockgateError
 from . import entities, keys, spend
 
+
 def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"message": message, "type": type_, "param": param, "code": code or str(status)}}

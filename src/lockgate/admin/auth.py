@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
@@ -60,7 +60,7 @@ class Caller:
         return [t for t, r in self.team_roles.items() if r == "admin"]
 
     def team_admin_of(self, team_id: str | None) -> bool:
-        return bool(team_id) and self.team_roles.get(team_id) == "admin"
+        return team_id is not None and self.team_roles.get(team_id) == "admin"
 
     # ---- keys
 
@@ -111,7 +111,7 @@ async def authenticate(request: Request) -> Caller:
     record = principal.key
     if record.blocked:
         raise AuthenticationError("this key is blocked", code="key_blocked")
-    if record.expires is not None and record.expires <= datetime.now(timezone.utc):
+    if record.expires is not None and record.expires <= datetime.now(UTC):
         raise AuthenticationError("this key has expired", code="key_expired")
     user = principal.user
     if user is not None and user.blocked:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
@@ -29,7 +29,7 @@ async def notify(request: Request, kind: str, ident: str) -> None:
             result = listener(kind, ident)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("change listener failed for %s", kind)
 
 
@@ -52,12 +52,12 @@ def parse_when(value: str | None, field: str, end: bool = False) -> datetime | N
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            moment = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment + timedelta(days=1) if end else moment
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"field '{field}' must be a date (YYYY-MM-DD) or an ISO 8601 time", param=field) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def public(row: dict[str, Any]) -> dict[str, Any]:

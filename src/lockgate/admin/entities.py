@@ -12,8 +12,20 @@ from ..errors import BadRequest, NotFound
 from .auth import INTERNAL_USER, Caller, authenticate
 from .common import audit_of, notify, paging, public, reset_spend
 from .schemas import (
-    CustomerIds, CustomerNew, CustomerUpdate, MemberAdd, MemberDelete, OrgDelete, OrgNew, OrgUpdate, TeamDelete,
-    TeamNew, TeamUpdate, UserDelete, UserNew, UserUpdate,
+    CustomerIds,
+    CustomerNew,
+    CustomerUpdate,
+    MemberAdd,
+    MemberDelete,
+    OrgDelete,
+    OrgNew,
+    OrgUpdate,
+    TeamDelete,
+    TeamNew,
+    TeamUpdate,
+    UserDelete,
+    UserNew,
+    UserUpdate,
 )
 
 router = APIRouter()
@@ -143,7 +155,7 @@ async def member_add(body: MemberAdd, request: Request, caller: Caller = Depends
     caller.require(caller.is_admin or caller.team_admin_of(body.team_id), "add members to this team")
     await _get(request, "team", body.team_id)
     members = body.member if isinstance(body.member, list) else [body.member]
-    for i, member in enumerate(members):
+    for member in members:
         await _must_exist(request, "user", member.user_id, "member.user_id")
     after = await _store(request).set_members(body.team_id, [m.model_dump() for m in members], [],
                                               audit_of(request, caller))

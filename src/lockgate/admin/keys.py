@@ -4,7 +4,7 @@ their sha256 is stored and the raw key is returned once, by /key/generate and /k
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -78,7 +78,7 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
         if duration is not None or "expires" not in out:
             out["expires"] = durations.add(durations.utcnow(), duration) if duration else None
     if out.get("expires") is not None and out["expires"].tzinfo is None:
-        out["expires"] = out["expires"].replace(tzinfo=timezone.utc)
+        out["expires"] = out["expires"].replace(tzinfo=UTC)
     for name in ("models", "allowed_routes", "allowed_ips"):
         if name in out and out[name] is None:
             out[name] = []
@@ -228,4 +228,4 @@ async def unblock(body: KeyRef, request: Request, caller: Caller = Depends(authe
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

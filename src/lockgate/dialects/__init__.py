@@ -70,7 +70,6 @@ Errors: a ``lockgate.errors.LockgateError``.
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any, Protocol
 
 
@@ -101,21 +100,42 @@ class UsageTap(Protocol):
     def usage(self) -> dict[str, Any] | None: ...
 
 
-class Dialect(Protocol):
+class FrontDoor(Protocol):
+    """A client's dialect: parses its requests, renders canonical answers, streams and errors."""
+
     NAME: str
-    # front door side
+
     def request_to_canonical(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def response_from_canonical(self, resp: dict[str, Any], model: str) -> dict[str, Any]: ...
     def stream_encoder(self, model: str, request_id: str) -> StreamEncoder: ...
     def error_body(self, err: Exception) -> dict[str, Any]: ...
-    # provider side
+    # passthrough accounting: canonical usage of a native response body / stream
+    def usage_from_body(self, body: dict[str, Any]) -> dict[str, Any] | None: ...
+    def usage_tap(self) -> UsageTap: ...
+
+
+class ProviderDialect(Protocol):
+    """A provider's wire format: builds its requests, parses its answers, stream events and errors."""
+
+    NAME: str
+
     def request_from_canonical(self, req: dict[str, Any], model: str) -> dict[str, Any]: ...
     def response_to_canonical(self, body: dict[str, Any]) -> dict[str, Any]: ...
     def stream_decoder(self) -> StreamDecoder: ...
     def parse_error(self, status: int, body: bytes) -> tuple[str, str | None]: ...
-    # passthrough accounting: canonical usage of a native response body / stream
     def usage_from_body(self, body: dict[str, Any]) -> dict[str, Any] | None: ...
     def usage_tap(self) -> UsageTap: ...
+
+
+class Dialect(FrontDoor, ProviderDialect, Protocol):
+    """Both sides (openai_chat, anthropic_messages, gemini, openai_responses)."""
+
+
+class EmbeddingsDialect(ProviderDialect, Protocol):
+    """A provider format with its own embeddings API (gemini, cohere_chat)."""
+
+    def embeddings_request_from_canonical(self, req: dict[str, Any], model: str) -> dict[str, Any]: ...
+    def embeddings_response_to_canonical(self, body: Any, model: str) -> dict[str, Any]: ...
 
 
 TOOL_ERROR_PREFIX = "Error: "
@@ -128,7 +148,7 @@ def error_marked(text: str, is_error: Any) -> str:
     return TOOL_ERROR_PREFIX + text
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> Dialect:
     from . import anthropic_messages, gemini, openai_chat, openai_responses
 
     return {m.NAME: m for m in (openai_chat, anthropic_messages, gemini, openai_responses)}[name]

@@ -46,9 +46,17 @@ from .system_messages import delimited_part, fold_into_user_turns
 NAME = "anthropic"
 
 __all__ = [
-    "NAME", "request_to_canonical", "response_from_canonical", "stream_encoder", "error_body",
-    "request_from_canonical", "response_to_canonical", "stream_decoder", "parse_error",
-    "usage_from_body", "usage_tap",
+    "NAME",
+    "error_body",
+    "parse_error",
+    "request_from_canonical",
+    "request_to_canonical",
+    "response_from_canonical",
+    "response_to_canonical",
+    "stream_decoder",
+    "stream_encoder",
+    "usage_from_body",
+    "usage_tap",
 ]
 
 DEFAULT_MAX_TOKENS = 4096

@@ -101,7 +101,7 @@ _TYPE_FOR_STATUS = {
 
 def anthropic_error_type(status: int, type_: str | None) -> str:
     if type_ in _SPECIFIC_TYPES:
-        return type_  # type: ignore[return-value]
+        return type_
     return _TYPE_FOR_STATUS.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
 
 
@@ -165,7 +165,7 @@ class StreamDecoderImpl:
         kind = event or ev.get("type")
         if kind == "error":
             _raise_stream_error(ev)
-        handler = _DECODERS.get(kind)  # type: ignore[arg-type]
+        handler = _DECODERS.get(kind)
         return handler(self, ev) if handler else []
 
     def usage(self) -> dict[str, Any] | None:
@@ -242,7 +242,8 @@ _DECODERS = {
 
 
 def _raise_stream_error(ev: dict[str, Any]) -> None:
-    err = ev.get("error") if isinstance(ev.get("error"), dict) else {}
+    raw = ev.get("error")
+    err: dict[str, Any] = raw if isinstance(raw, dict) else {}
     etype = err.get("type")
     status = 529 if etype == "overloaded_error" else 500
     message = str(err.get("message") or "upstream stream error")
@@ -309,7 +310,7 @@ class StreamEncoderImpl:
         self._started = True
         usage = native_usage(self._usage)
         usage["output_tokens"] = 0
-        message = {
+        message: dict[str, Any] = {
             "id": self.id, "type": "message", "role": "assistant", "model": self.model,
             "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
         }
@@ -338,7 +339,7 @@ class StreamEncoderImpl:
         key = ("tool", call.get("index", 0))
         out = []
         if self._block != key:
-            block = {"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
+            block: dict[str, Any] = {"type": "tool_use", "id": call.get("id") or "toolu_" + uuid.uuid4().hex[:24],
                      "name": fn.get("name") or "", "input": {}}
             out.append(self._open(key, block))
         if fn.get("arguments"):

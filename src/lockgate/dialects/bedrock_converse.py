@@ -39,8 +39,14 @@ from .system_messages import fold_into_user_turns
 NAME = "bedrock_converse"
 
 __all__ = [
-    "NAME", "request_from_canonical", "response_to_canonical", "stream_decoder", "parse_error",
-    "usage_from_body", "usage_tap", "error_body",
+    "NAME",
+    "error_body",
+    "parse_error",
+    "request_from_canonical",
+    "response_to_canonical",
+    "stream_decoder",
+    "usage_from_body",
+    "usage_tap",
 ]
 
 DEFAULT_MAX_TOKENS = 4096

@@ -111,7 +111,7 @@ def _assistant(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     for m in fold_into_user_turns(messages):  # a later system message joins the user turn (in place)
         role = m.get("role")
         if role in ("system", "developer"):

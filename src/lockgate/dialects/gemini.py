@@ -293,7 +293,8 @@ def _content_parts(content: Any, media: bool = True) -> list[dict[str, Any]]:
             mime = "audio/" + str(audio.get("format") or "wav")
             parts.append({"inlineData": {"mimeType": mime, "data": audio.get("data", "")}})
         elif media and kind == "file" and str((p.get("file") or {}).get("file_data", "")).startswith("data:"):
-            parts.extend([_media_part(p["file"]["file_data"])])
+            part = _media_part(p["file"]["file_data"])
+            parts.extend([part] if part else [])
     return parts
 
 
@@ -301,9 +302,11 @@ def assistant_parts(m: dict[str, Any], model: str = "", thoughts: bool = False) 
     """Canonical assistant message -> Gemini parts: [thought text if ``thoughts``],
     text, functionCalls; the first signature goes on the first call (else the first
     part); Gemini 3 calls without one get the documented skip sentinel."""
-    parts = [{"text": m["reasoning_content"], "thought": True}] if thoughts and m.get("reasoning_content") else []
+    parts: list[dict[str, Any]] = (
+        [{"text": m["reasoning_content"], "thought": True}] if thoughts and m.get("reasoning_content") else []
+    )
     parts += _content_parts(m.get("content"), media=False)
-    calls = []
+    calls: list[dict[str, Any]] = []
     for tc in m.get("tool_calls") or ():
         fn = tc.get("function") or {}
         call: dict[str, Any] = {"name": fn.get("name") or "", "args": parse_args(fn.get("arguments"))}
@@ -474,7 +477,9 @@ def request_from_canonical(req: dict[str, Any], model: str) -> dict[str, Any]:
 def model_message(parts: list[dict[str, Any]], make_id: Any) -> dict[str, Any]:
     """Gemini model parts -> canonical assistant message; ``make_id(functionCall, n)``
     names calls.  The kept signature is the first call's, else the last one seen."""
-    texts, thoughts, calls = [], [], []
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[dict[str, Any]] = []
     call_sig = last_sig = None
     for part in parts:
         sig = g(part, "thoughtSignature")
@@ -645,7 +650,7 @@ def _user_messages(parts: list[dict[str, Any]], ids: _CallIds) -> list[dict[str,
             media = _canonical_media(part)
             content.extend([media] if media else [])
     if len(content) == 1 and content[0]["type"] == "text":
-        return tools + [{"role": "user", "content": content[0]["text"]}]
+        return [*tools, {"role": "user", "content": content[0]["text"]}]
     return tools + ([{"role": "user", "content": content}] if content else [])
 
 

@@ -87,7 +87,7 @@ class StreamDecoderImpl:
 
     def _blocked(self) -> list[dict[str, Any]]:
         self._finished.add(0)
-        return self._start(0) + [self._chunk(0, {}, "content_filter")]
+        return [*self._start(0), self._chunk(0, {}, "content_filter")]
 
     def _candidate(self, cand: dict[str, Any], position: int) -> list[dict[str, Any]]:
         index = g(cand, "index", position)
@@ -205,7 +205,7 @@ class StreamEncoderImpl:
         call["args"] += fn.get("arguments") or ""
 
     def _flush(self, index: int) -> list[dict[str, Any]]:
-        parts = []
+        parts: list[dict[str, Any]] = []
         for _, call in sorted(self._calls.pop(index, {}).items()):
             fc: dict[str, Any] = {"name": call["name"], "args": parse_args(call["args"])}
             if call["id"]:

@@ -71,9 +71,8 @@ class StreamEncoderImpl:
 
     def encode(self, chunk: dict[str, Any]) -> bytes:
         usage = chunk.get("usage")
-        if not chunk.get("choices"):
-            if not usage or not self.include_usage:
-                return b""
+        if not chunk.get("choices") and (not usage or not self.include_usage):
+            return b""
         out = {
             "id": self.id,
             "object": "chat.completion.chunk",

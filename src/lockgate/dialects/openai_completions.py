@@ -23,8 +23,13 @@ from .openai_chat import error_body, usage_from_body, usage_tap
 NAME = "openai_completions"
 
 __all__ = [
-    "NAME", "request_to_canonical", "response_from_canonical", "stream_encoder", "error_body",
-    "usage_from_body", "usage_tap",
+    "NAME",
+    "error_body",
+    "request_to_canonical",
+    "response_from_canonical",
+    "stream_encoder",
+    "usage_from_body",
+    "usage_tap",
 ]
 
 _PASSED = ("model", "max_tokens", "temperature", "top_p", "stop", "stream", "stream_options", "n", "seed",

@@ -72,14 +72,14 @@ class TTLCache(Generic[T]):
         entry = self._entries.get(ident)
         return entry[1] if entry is not None else None
 
-    def _start(self, ident: str) -> tuple["asyncio.Future[Any]", int]:
+    def _start(self, ident: str) -> tuple[asyncio.Future[Any], int]:
         """Mark a lookup of ``ident`` in flight (before it runs: later callers join it); an invalidation
         from now on discards its answer."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[ident] = future
         return future, self._generation
 
-    async def _load(self, ident: str, future: "asyncio.Future[Any]", generation: int) -> T | None:
+    async def _load(self, ident: str, future: asyncio.Future[Any], generation: int) -> T | None:
         try:
             value = await self.loader(ident)
         except BaseException as exc:
@@ -108,7 +108,7 @@ class TTLCache(Generic[T]):
         while len(table) > bound:
             table.popitem(last=False)
 
-    async def _refresh(self, ident: str, future: "asyncio.Future[Any]", generation: int) -> None:
+    async def _refresh(self, ident: str, future: asyncio.Future[Any], generation: int) -> None:
         try:
             await self._load(ident, future, generation)
         except Exception as exc:  # noqa: BLE001 - the stale entry serves until its grace ends, then callers wait

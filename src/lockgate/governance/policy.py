@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +71,7 @@ def request_paths(route: str, model: str = "", stream: bool = False) -> tuple[st
 
 
 @lru_cache(maxsize=1024)
-def _path_pattern(entry: str) -> "re.Pattern[str]":
+def _path_pattern(entry: str) -> re.Pattern[str]:
     """``/v1beta/models/{model}:generateContent``: ``{name}`` is one path segment, ``{name:path}`` any text,
     a final ``*`` any rest."""
     out, pos = [], 0
@@ -107,7 +107,7 @@ def route_allowed(entries: tuple[str, ...], route: str, model: str = "", stream:
 class ModelCatalog:
     """What model names and patterns mean: groups, wildcards, access groups."""
 
-    def __init__(self, groups: dict[str, list["Deployment"]]) -> None:
+    def __init__(self, groups: dict[str, list[Deployment]]) -> None:
         self.access_groups: dict[str, set[str]] = {}
         self.upstream_ids: dict[str, set[str]] = {}
         for name, deps in groups.items():
@@ -182,8 +182,8 @@ def ip_allowed(entries: Iterable[str], client_ip: str | None) -> bool:
         ip = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
-    if ip.version == 6 and ip.ipv4_mapped:  # type: ignore[union-attr]
-        ip = ip.ipv4_mapped  # type: ignore[union-attr]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
     return any(ip in net for net in _networks(entries))
 
 
@@ -200,4 +200,4 @@ def check_customer(customer: Entity | None, end_user: str) -> None:
 
 
 def _aware(dt: datetime) -> datetime:
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)

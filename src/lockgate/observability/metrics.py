@@ -17,8 +17,7 @@ from bisect import bisect_left
 from time import monotonic
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
@@ -27,7 +26,7 @@ OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 class _Tally:
     """Observations not yet added to one prometheus_client child (counter or histogram)."""
 
-    __slots__ = ("child", "bounds", "count", "buckets", "sum")
+    __slots__ = ("bounds", "buckets", "child", "count", "sum")
 
     def __init__(self, child: Any, bounds: tuple[float, ...] | None = None) -> None:
         self.child = child

@@ -42,7 +42,7 @@ def _module(name: str, config_dir: Path | None, path: str) -> ModuleType:
     except ImportError as exc:
         where = f" (looked for {config_dir / (name.replace('.', '/') + '.py')} first)" if config_dir else ""
         raise ConfigError(f"callback {path!r}: cannot import {name!r}{where}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - the plugin's own code failed at import
+    except Exception as exc:
         raise ConfigError(f"callback {path!r}: importing {name!r} failed: {type(exc).__name__}: {exc}") from exc
 
 
@@ -54,7 +54,7 @@ def _from_file(name: str, file: Path, path: str) -> ModuleType:
     sys.modules[name] = module  # as an import would: dataclasses, pickling and the plugin's own imports need it
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the plugin's own code failed at import
+    except Exception as exc:
         sys.modules.pop(name, None)
         hint = ""
         if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("litellm"):

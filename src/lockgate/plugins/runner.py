@@ -219,7 +219,7 @@ class Plugins:
             ctx, error, wall, now = await self.queue.get()
             try:
                 await self._deliver(ctx, error, wall, now)
-            except Exception:  # noqa: BLE001 - building an event failed: log it, keep the worker
+            except Exception:
                 log.exception("plugins: could not deliver the event of request %s", ctx.request_id)
             finally:
                 self.queue.task_done()
@@ -314,7 +314,7 @@ def _adapt(fn: Callable[..., Any], names: tuple[str, ...]) -> Call:
     named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     required = {p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     extra = any(p.kind is p.VAR_KEYWORD for p in params)
-    known = FAILURE_HOOK + ("traceback_str",) if names == FAILURE_HOOK else names
+    known = (*FAILURE_HOOK, "traceback_str") if names == FAILURE_HOOK else names
     if named & set(known) and required <= set(known):
         use = [n for n in known if n in named or (extra and n in names)]
         return lambda args: fn(**{n: args.get(n) for n in use})

@@ -9,17 +9,17 @@ provider object; there is no if/elif dispatch anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ..config import Deployment
+    from ..dialects import EmbeddingsDialect, ProviderDialect
 
 
 @dataclass(frozen=True)
 class Provider:
     name: str
-    dialect: ModuleType
+    dialect: ProviderDialect
     default_api_base: str | None = None
     # header carrying the key; "authorization" means "Bearer <key>"
     auth_header: str = "authorization"
@@ -37,7 +37,7 @@ class Provider:
     # the provider serves the OpenAI Responses API: /v1/responses passes through to it
     supports_responses: bool = False
 
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         base = dep.api_base or self.default_api_base
         if not base:
             from ..errors import BadRequest
@@ -45,24 +45,33 @@ class Provider:
             raise BadRequest(f"deployment of {dep.model_name!r} has no api_base")
         return base.rstrip("/")
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return self.base(dep) + "/chat/completions"
 
-    def responses_url(self, dep: "Deployment") -> str:
+    def responses_url(self, dep: Deployment) -> str:
         return self.base(dep) + "/responses"
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self.base(dep) + "/embeddings"
 
-    def count_tokens_url(self, dep: "Deployment") -> str | None:
+    def count_tokens_url(self, dep: Deployment) -> str | None:
         return None
 
-    def completions_url(self, dep: "Deployment") -> str | None:
+    def count_tokens_body(self, body: dict[str, Any], dep: Deployment) -> dict[str, Any]:
+        """The body sent to ``count_tokens_url`` from a Gemini API countTokens body (Vertex AI's differs)."""
+        return body
+
+    def _embeddings_dialect(self) -> EmbeddingsDialect:
+        """Embeddings are translated only for providers whose dialect has an embeddings API (gemini,
+        cohere_chat); OpenAI-dialect providers pass the request through."""
+        return cast("EmbeddingsDialect", self.dialect)
+
+    def completions_url(self, dep: Deployment) -> str | None:
         """Legacy text completions (``POST /completions``), served as they are by OpenAI-dialect
         providers; None: the front door translates them through the chat path."""
         return self.base(dep) + "/completions" if self.dialect.NAME == "openai" else None
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         headers.update(self.extra_headers)
         if dep.api_key:
@@ -72,7 +81,7 @@ class Provider:
                 headers[self.auth_header] = dep.api_key
         return headers
 
-    def for_deployment(self, dep: "Deployment") -> "Provider":
+    def for_deployment(self, dep: Deployment) -> Provider:
         """The provider object serving this deployment: a prefix whose models speak
         different dialects (Bedrock, Vertex AI) returns the variant for ``dep.model``."""
         return self
@@ -85,15 +94,15 @@ class Provider:
         """The provider's error body in its dialect's shape (what passthrough returns as is)."""
         return body
 
-    def embeddings_per_input(self, dep: "Deployment") -> bool:
+    def embeddings_per_input(self, dep: Deployment) -> bool:
         """True when the provider embeds one input per call (Bedrock Titan)."""
         return False
 
-    def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
+    def prepare_body(self, body: dict[str, Any], dep: Deployment, stream: bool) -> dict[str, Any]:
         """Last provider-specific touch on a (translated or passthrough) body."""
         return body
 
-    async def sign(self, dep: "Deployment", url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    async def sign(self, dep: Deployment, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
         """Headers with request signing or fetched tokens added (only when ``signs``)."""
         return headers
 
@@ -103,13 +112,13 @@ class Provider:
 
         return SSEParser()
 
-    def embeddings_request(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    def embeddings_request(self, req: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         """The provider's embeddings body from an OpenAI embeddings request (not passthrough)."""
-        return self.dialect.embeddings_request_from_canonical(req, dep.model)
+        return self._embeddings_dialect().embeddings_request_from_canonical(req, dep.model)
 
-    def embeddings_response(self, body: Any, dep: "Deployment", model: str) -> dict[str, Any]:
+    def embeddings_response(self, body: Any, dep: Deployment, model: str) -> dict[str, Any]:
         """An OpenAI embeddings response from the provider's answer."""
-        return self.dialect.embeddings_response_to_canonical(body, model)
+        return self._embeddings_dialect().embeddings_response_to_canonical(body, model)
 
 
 PROVIDER_MODULES = ("openai", "anthropic", "gemini", "mock", "azure", "cohere", "bedrock", "vertex")

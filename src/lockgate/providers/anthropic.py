@@ -14,15 +14,15 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 
 class AnthropicProvider(Provider):
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         # accept both "https://api.anthropic.com" and ".../v1" as the configured api_base
         base = super().base(dep)
         return base[:-3] if base.endswith("/v1") else base
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return self.base(dep) + "/v1/messages"
 
-    def count_tokens_url(self, dep: "Deployment") -> str | None:
+    def count_tokens_url(self, dep: Deployment) -> str | None:
         return self.base(dep) + "/v1/messages/count_tokens"
 
 

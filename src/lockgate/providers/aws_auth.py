@@ -35,13 +35,13 @@ class AwsAuth:
         self._credentials: dict[str, Any] = {}
         self._lock: asyncio.Lock | None = None
 
-    def region(self, dep: "Deployment") -> str:
+    def region(self, dep: Deployment) -> str:
         region = self._regions.get(dep.id)
         if region is None:
             region = self._regions[dep.id] = _find_region(dep)
         return region
 
-    async def sign(self, dep: "Deployment", url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    async def sign(self, dep: Deployment, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 
@@ -50,7 +50,7 @@ class AwsAuth:
         SigV4Auth(frozen, self.service, self.region(dep)).add_auth(request)
         return dict(request.headers.items())
 
-    async def _frozen(self, dep: "Deployment") -> Any:
+    async def _frozen(self, dep: Deployment) -> Any:
         creds = self._credentials.get(dep.id)
         if creds is None:
             creds = await self._resolve(dep)
@@ -59,7 +59,7 @@ class AwsAuth:
             return await asyncio.to_thread(_call, dep, creds.get_frozen_credentials)
         return creds.get_frozen_credentials()
 
-    async def _resolve(self, dep: "Deployment") -> Any:
+    async def _resolve(self, dep: Deployment) -> Any:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one resolution per deployment, however many requests wait
@@ -69,7 +69,7 @@ class AwsAuth:
             return creds
 
 
-def _find_region(dep: "Deployment") -> str:
+def _find_region(dep: Deployment) -> str:
     region = dep.extra.get("aws_region_name") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if not region:
         region = _call(dep, lambda: _session(dep).get_config_variable("region"))
@@ -79,13 +79,13 @@ def _find_region(dep: "Deployment") -> str:
     return str(region)
 
 
-def _session(dep: "Deployment") -> Any:
+def _session(dep: Deployment) -> Any:
     import botocore.session
 
     return botocore.session.Session(profile=dep.extra.get("aws_profile_name") or None)
 
 
-def _find_credentials(dep: "Deployment") -> Any:
+def _find_credentials(dep: Deployment) -> Any:
     from botocore.credentials import Credentials
 
     key, secret = dep.extra.get("aws_access_key_id"), dep.extra.get("aws_secret_access_key")
@@ -99,7 +99,7 @@ def _find_credentials(dep: "Deployment") -> Any:
     return creds
 
 
-def _call(dep: "Deployment", fn: Any) -> Any:
+def _call(dep: Deployment, fn: Any) -> Any:
     """Run a botocore call; its failures become a clear error naming the kind only (never values)."""
     from botocore.exceptions import BotoCoreError
 

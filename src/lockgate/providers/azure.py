@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 DEFAULT_API_VERSION = "2024-10-21"
 
 
-def _auth(dep: "Deployment", headers: dict[str, str]) -> dict[str, str]:
+def _auth(dep: Deployment, headers: dict[str, str]) -> dict[str, str]:
     token = dep.azure_ad_token
     if token:
         headers.pop("api-key", None)
@@ -34,44 +34,44 @@ def _auth(dep: "Deployment", headers: dict[str, str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AzureOpenAIProvider(Provider):
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         base = super().base(dep)
         return base[: -len("/openai")] if base.endswith("/openai") else base
 
-    def _url(self, dep: "Deployment", operation: str) -> str:
+    def _url(self, dep: Deployment, operation: str) -> str:
         version = quote(dep.api_version or DEFAULT_API_VERSION, safe="")
         deployment = quote(dep.model, safe="")
         return f"{self.base(dep)}/openai/deployments/{deployment}/{operation}?api-version={version}"
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return self._url(dep, "chat/completions")
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self._url(dep, "embeddings")
 
-    def completions_url(self, dep: "Deployment") -> str | None:
+    def completions_url(self, dep: Deployment) -> str | None:
         return self._url(dep, "completions")
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         return _auth(dep, super().headers(dep))
 
 
 @dataclass(frozen=True)
 class AzureAIProvider(Provider):
-    def _url(self, dep: "Deployment", operation: str) -> str:
+    def _url(self, dep: Deployment, operation: str) -> str:
         url = f"{self.base(dep)}/{operation}"
         return f"{url}?api-version={quote(dep.api_version, safe='')}" if dep.api_version else url
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return self._url(dep, "chat/completions")
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self._url(dep, "embeddings")
 
-    def completions_url(self, dep: "Deployment") -> str | None:
+    def completions_url(self, dep: Deployment) -> str | None:
         return None  # the model inference API has no legacy completions: translated through chat
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         return _auth(dep, super().headers(dep))
 
 

@@ -51,37 +51,37 @@ def split_model(model: str) -> tuple[str, str]:
 @dataclass(frozen=True)
 class BedrockProvider(Provider):
     auth: AwsAuth = field(default_factory=lambda: AwsAuth("bedrock"), compare=False, repr=False)
-    invoke: "BedrockProvider | None" = field(default=None, compare=False, repr=False)
+    invoke: BedrockProvider | None = field(default=None, compare=False, repr=False)
 
-    def for_deployment(self, dep: "Deployment") -> Provider:
+    def for_deployment(self, dep: Deployment) -> Provider:
         if self.invoke is not None and split_model(dep.model)[0] == "invoke":
             return self.invoke
         return self
 
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         base = dep.api_base or dep.extra.get("aws_bedrock_runtime_endpoint")
         if base:
             return base.rstrip("/")
         return f"https://bedrock-runtime.{self.auth.region(dep)}.amazonaws.com"
 
-    def _model_url(self, dep: "Deployment", operation: str) -> str:
+    def _model_url(self, dep: Deployment, operation: str) -> str:
         return f"{self.base(dep)}/model/{quote(split_model(dep.model)[1], safe='')}/{operation}"
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         if self.dialect is anthropic_messages:
             return self._model_url(dep, "invoke-with-response-stream" if stream else "invoke")
         return self._model_url(dep, "converse-stream" if stream else "converse")
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self._model_url(dep, "invoke")
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         return {"content-type": "application/json", "accept": "application/json"}
 
-    async def sign(self, dep: "Deployment", url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    async def sign(self, dep: Deployment, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
         return await self.auth.sign(dep, url, headers, body)
 
-    def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
+    def prepare_body(self, body: dict[str, Any], dep: Deployment, stream: bool) -> dict[str, Any]:
         if self.dialect is not anthropic_messages:
             return body
         out = {k: v for k, v in anthropic_messages.without_system_messages(body).items()
@@ -119,10 +119,10 @@ class BedrockProvider(Provider):
 
     # ---------------------------------------------------------------- embeddings
 
-    def embeddings_per_input(self, dep: "Deployment") -> bool:
+    def embeddings_per_input(self, dep: Deployment) -> bool:
         return _embed_family(dep) == "titan"
 
-    def embeddings_request(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    def embeddings_request(self, req: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         family = _embed_family(dep)
         texts = _texts(req.get("input"))
         if family == "titan":
@@ -135,7 +135,7 @@ class BedrockProvider(Provider):
         raise BadRequest(f"Bedrock model {split_model(dep.model)[1]!r} is not an embedding model Lockgate "
                          "knows (amazon.titan-embed-*, cohere.embed-*)", param="model")
 
-    def embeddings_response(self, body: Any, dep: "Deployment", model: str) -> dict[str, Any]:
+    def embeddings_response(self, body: Any, dep: Deployment, model: str) -> dict[str, Any]:
         if _embed_family(dep) == "titan":
             vectors = [reply.get("embedding") or [] for reply in body]
             tokens = sum(reply.get("inputTextTokenCount") or 0 for reply in body)
@@ -148,7 +148,7 @@ class BedrockProvider(Provider):
                 "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]}
 
 
-def _embed_family(dep: "Deployment") -> str | None:
+def _embed_family(dep: Deployment) -> str | None:
     model = split_model(dep.model)[1]
     if "titan-embed" in model:
         return "titan"

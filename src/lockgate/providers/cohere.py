@@ -17,7 +17,7 @@ class StreamParser:
     """SSE as Cohere's v2 chat sends it; newline-delimited JSON (what v1 sent, and what some
     Cohere-compatible hosts send) is accepted too, told apart by the first byte."""
 
-    __slots__ = ("_sse", "_lines", "_buf")
+    __slots__ = ("_buf", "_lines", "_sse")
 
     def __init__(self) -> None:
         self._sse = SSEParser()
@@ -45,14 +45,14 @@ class StreamParser:
 
 @dataclass(frozen=True)
 class CohereProvider(Provider):
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         base = super().base(dep)
         return base[:-3] if base.endswith(("/v1", "/v2")) else base
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return self.base(dep) + "/v2/chat"
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self.base(dep) + "/v2/embed"
 
     def stream_parser(self) -> Any:

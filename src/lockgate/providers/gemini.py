@@ -16,30 +16,25 @@ _VERSIONS = ("/v1beta", "/v1", "/v1alpha")
 
 @dataclass(frozen=True)
 class GeminiProvider(Provider):
-    def _model_url(self, dep: "Deployment", method: str) -> str:
+    def _model_url(self, dep: Deployment, method: str) -> str:
         base = self.base(dep)
         if not base.endswith(_VERSIONS):
             base += "/v1beta"
         model = dep.model.removeprefix("models/")
         return f"{base}/models/{model}:{method}"
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         if stream:
             return self._model_url(dep, "streamGenerateContent") + "?alt=sse"
         return self._model_url(dep, "generateContent")
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self._model_url(dep, "batchEmbedContents")
 
-    def count_tokens_url(self, dep: "Deployment") -> str | None:
+    def count_tokens_url(self, dep: Deployment) -> str | None:
         return self._model_url(dep, "countTokens")
 
-    def count_tokens_body(self, body: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
-        """The countTokens body sent, from a Gemini API one (``contents`` or ``generateContentRequest``);
-        Vertex AI's differs."""
-        return body
-
-    def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
+    def prepare_body(self, body: dict[str, Any], dep: Deployment, stream: bool) -> dict[str, Any]:
         # The model and the stream flag travel in the URL; a passthrough body may
         # still hold a rewritten "model" (which Gemini would check) or "stream".
         if "model" in body or "stream" in body:

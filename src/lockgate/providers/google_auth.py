@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +38,7 @@ MUST_REFRESH = 60.0  # below this, wait for a fresh token
 
 
 class _Entry:
-    __slots__ = ("credentials", "project", "lock", "refreshing", "transport")
+    __slots__ = ("credentials", "lock", "project", "refreshing", "transport")
 
     def __init__(self, credentials: Any, project: str | None) -> None:
         self.credentials = credentials
@@ -52,14 +52,14 @@ class GoogleAuth:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def project(self, dep: "Deployment") -> str:
+    def project(self, dep: Deployment) -> str:
         project = dep.extra.get("vertex_project") or self._entry(dep).project or _env_project()
         if not project:
             raise BadRequest(f"deployment of {dep.model_name!r} has no Google Cloud project: set "
                              "litellm_params.vertex_project (or GOOGLE_CLOUD_PROJECT)")
         return str(project)
 
-    async def token(self, dep: "Deployment") -> str:
+    async def token(self, dep: Deployment) -> str:
         entry = self._entry(dep)
         if entry.credentials is None:
             async with entry.lock:
@@ -77,7 +77,7 @@ class GoogleAuth:
                 await self._refresh(dep, entry)
         return entry.credentials.token
 
-    def _entry(self, dep: "Deployment") -> _Entry:
+    def _entry(self, dep: Deployment) -> _Entry:
         """Deployments with the same credentials share one entry (and one token)."""
         key = _source_key(dep)
         entry = self._entries.get(key)
@@ -85,7 +85,7 @@ class GoogleAuth:
             entry = self._entries[key] = _Entry(*_load(dep))
         return entry
 
-    async def _refresh(self, dep: "Deployment", entry: _Entry) -> None:
+    async def _refresh(self, dep: Deployment, entry: _Entry) -> None:
         from google.auth.exceptions import GoogleAuthError
         from google.auth.transport.requests import Request
 
@@ -97,7 +97,7 @@ class GoogleAuth:
             raise UpstreamError(f"could not get a Google access token for {dep.model_name!r} "
                                 f"({type(exc).__name__})", status=502, code="provider_credentials") from None
 
-    async def _refresh_quietly(self, dep: "Deployment", entry: _Entry) -> None:
+    async def _refresh_quietly(self, dep: Deployment, entry: _Entry) -> None:
         async with entry.lock:
             try:
                 await self._refresh(dep, entry)
@@ -108,15 +108,15 @@ class GoogleAuth:
 def _seconds_left(credentials: Any) -> float:
     if not credentials.token or credentials.expiry is None:
         return 0.0 if not credentials.token else float("inf")
-    now = datetime.now(timezone.utc).replace(tzinfo=None)  # google-auth keeps naive UTC
+    now = datetime.now(UTC).replace(tzinfo=None)  # google-auth keeps naive UTC
     return (credentials.expiry - now).total_seconds()
 
 
-def _source(dep: "Deployment") -> Any:
+def _source(dep: Deployment) -> Any:
     return dep.extra.get("vertex_credentials") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
 
 
-def _source_key(dep: "Deployment") -> str:
+def _source_key(dep: Deployment) -> str:
     source = _source(dep)
     if source is None:
         return "default"
@@ -127,7 +127,7 @@ def _env_project() -> str | None:
     return os.environ.get("VERTEXAI_PROJECT") or os.environ.get("GOOGLE_CLOUD_PROJECT")
 
 
-def _load(dep: "Deployment") -> tuple[Any, str | None]:
+def _load(dep: Deployment) -> tuple[Any, str | None]:
     """Credentials from vertex_credentials or GOOGLE_APPLICATION_CREDENTIALS (read once);
     (None, None) means google-auth's default chain, resolved later in a thread."""
     import google.auth
@@ -150,7 +150,7 @@ def _load(dep: "Deployment") -> tuple[Any, str | None]:
     return credentials, project or info.get("project_id")
 
 
-def _default(dep: "Deployment") -> tuple[Any, str | None]:
+def _default(dep: Deployment) -> tuple[Any, str | None]:
     import google.auth
     from google.auth.exceptions import GoogleAuthError
 

@@ -42,7 +42,7 @@ def _estimate_tokens(text: str) -> int:
 class MockProvider(Provider):
     local: bool = True
 
-    def answer(self, req: dict[str, Any], dep: "Deployment") -> str:
+    def answer(self, req: dict[str, Any], dep: Deployment) -> str:
         if dep.mock_response is not None:
             return str(dep.mock_response)
         return "This is a mock response to: " + _last_user_text(req)[:200]
@@ -52,7 +52,7 @@ class MockProvider(Provider):
         completion = _estimate_tokens(text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    async def complete(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    async def complete(self, req: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         if dep.mock_latency_ms:
             await asyncio.sleep(dep.mock_latency_ms / 1000)
         text = self.answer(req, dep)
@@ -65,7 +65,7 @@ class MockProvider(Provider):
             "usage": self.usage(req, text),
         }
 
-    async def stream(self, req: dict[str, Any], dep: "Deployment") -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, req: dict[str, Any], dep: Deployment) -> AsyncIterator[dict[str, Any]]:
         text = self.answer(req, dep)
         words = text.split(" ")
         delay = dep.mock_latency_ms / 1000 / max(1, len(words)) if dep.mock_latency_ms else 0
@@ -77,7 +77,7 @@ class MockProvider(Provider):
         yield _chunk({}, finish_reason="stop")
         yield {"object": "chat.completion.chunk", "choices": [], "usage": self.usage(req, text)}
 
-    def embed(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    def embed(self, req: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         inputs = req.get("input")
         items = [inputs] if isinstance(inputs, str) else list(inputs or [])
         data = [{"object": "embedding", "index": i, "embedding": _vector(str(t))} for i, t in enumerate(items)]

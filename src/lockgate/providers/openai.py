@@ -39,7 +39,7 @@ COMPATIBLE: dict[str, str | None] = {
 class OllamaProvider(Provider):
     """Ollama through its OpenAI-compatible API (``/v1``), as LiteLLM users write it."""
 
-    def base(self, dep: "Deployment") -> str:
+    def base(self, dep: Deployment) -> str:
         base = super().base(dep)
         return base if base.endswith("/v1") else base + "/v1"
 

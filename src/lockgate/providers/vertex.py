@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 ANTHROPIC_VERSION = "vertex-2023-10-16"
 
 
-def location(dep: "Deployment") -> str:
+def location(dep: Deployment) -> str:
     return str(dep.extra.get("vertex_location") or os.environ.get("VERTEXAI_LOCATION") or "us-central1")
 
 
@@ -49,33 +49,33 @@ def is_claude(model: str) -> bool:
 @dataclass(frozen=True)
 class VertexGemini(GeminiProvider):
     auth: GoogleAuth = field(default_factory=GoogleAuth, compare=False, repr=False)
-    claude: "Provider | None" = field(default=None, compare=False, repr=False)
+    claude: Provider | None = field(default=None, compare=False, repr=False)
 
-    def for_deployment(self, dep: "Deployment") -> Provider:
+    def for_deployment(self, dep: Deployment) -> Provider:
         return self.claude if self.claude is not None and is_claude(dep.model) else self
 
-    def _model_url(self, dep: "Deployment", method: str) -> str:
+    def _model_url(self, dep: Deployment, method: str) -> str:
         return model_url(self, dep, "google", method)
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         return {"content-type": "application/json"}
 
-    async def sign(self, dep: "Deployment", url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    async def sign(self, dep: Deployment, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
         return {**headers, "authorization": "Bearer " + await self.auth.token(dep)}
 
-    def count_tokens_body(self, body: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    def count_tokens_body(self, body: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         return vertex_ops.count_tokens_body(body)
 
-    def embeddings_url(self, dep: "Deployment") -> str:
+    def embeddings_url(self, dep: Deployment) -> str:
         return self._model_url(dep, "predict")
 
-    def embeddings_per_input(self, dep: "Deployment") -> bool:
+    def embeddings_per_input(self, dep: Deployment) -> bool:
         return vertex_ops.one_per_call(dep.model)
 
-    def embeddings_request(self, req: dict[str, Any], dep: "Deployment") -> dict[str, Any]:
+    def embeddings_request(self, req: dict[str, Any], dep: Deployment) -> dict[str, Any]:
         return vertex_ops.predict_request(req)
 
-    def embeddings_response(self, body: Any, dep: "Deployment", model: str) -> dict[str, Any]:
+    def embeddings_response(self, body: Any, dep: Deployment, model: str) -> dict[str, Any]:
         return vertex_ops.predict_response(body, model)
 
 
@@ -83,20 +83,20 @@ class VertexGemini(GeminiProvider):
 class VertexClaude(Provider):
     auth: GoogleAuth = field(default_factory=GoogleAuth, compare=False, repr=False)
 
-    def chat_url(self, dep: "Deployment", stream: bool) -> str:
+    def chat_url(self, dep: Deployment, stream: bool) -> str:
         return model_url(self, dep, "anthropic", "streamRawPredict" if stream else "rawPredict")
 
-    def count_tokens_url(self, dep: "Deployment") -> str | None:
+    def count_tokens_url(self, dep: Deployment) -> str | None:
         # Claude's token counting on Vertex: the model named in the body, sent to the "count-tokens" model
         return model_url(self, dep, "anthropic", "rawPredict", model="count-tokens")
 
-    def headers(self, dep: "Deployment") -> dict[str, str]:
+    def headers(self, dep: Deployment) -> dict[str, str]:
         return {"content-type": "application/json"}
 
-    async def sign(self, dep: "Deployment", url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
+    async def sign(self, dep: Deployment, url: str, headers: dict[str, str], body: bytes) -> dict[str, str]:
         return {**headers, "authorization": "Bearer " + await self.auth.token(dep)}
 
-    def prepare_body(self, body: dict[str, Any], dep: "Deployment", stream: bool) -> dict[str, Any]:
+    def prepare_body(self, body: dict[str, Any], dep: Deployment, stream: bool) -> dict[str, Any]:
         out = {k: v for k, v in anthropic_messages.without_system_messages(body).items() if k != "model"}
         out.setdefault("anthropic_version", ANTHROPIC_VERSION)
         return out
@@ -115,7 +115,7 @@ class VertexClaude(Provider):
                                                           "message": message}})
 
 
-def model_url(provider: Any, dep: "Deployment", publisher: str, method: str, model: str | None = None) -> str:
+def model_url(provider: Any, dep: Deployment, publisher: str, method: str, model: str | None = None) -> str:
     loc = location(dep)
     if dep.api_base:
         base = dep.api_base.rstrip("/")

@@ -30,7 +30,7 @@ CHECK_TIMEOUT = 30.0
 
 
 class HealthChecks:
-    def __init__(self, gateway: "Gateway") -> None:
+    def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._task: asyncio.Task | None = None
 
@@ -43,7 +43,7 @@ class HealthChecks:
         return {"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy, "skipped_endpoints": skipped,
                 "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)}
 
-    async def check(self, dep: "Deployment") -> dict[str, Any]:
+    async def check(self, dep: Deployment) -> dict[str, Any]:
         report: dict[str, Any] = {"model": dep.model_name, "model_id": dep.id, "provider": dep.provider,
                                   "api_base": dep.api_base}
         if dep.model_info.get("health_check") is False or "*" in dep.model:
@@ -51,12 +51,12 @@ class HealthChecks:
         started = perf_counter()
         try:
             await asyncio.wait_for(self._probe(dep), timeout=min(dep.timeout or CHECK_TIMEOUT, CHECK_TIMEOUT))
-        except (LockgateError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, LockgateError) as exc:
             message = exc.message if isinstance(exc, LockgateError) else "health check timed out"
             return {**report, "healthy": False, "error": _masked(message, dep)}
         return {**report, "healthy": True, "latency_ms": round((perf_counter() - started) * 1000, 1)}
 
-    async def _probe(self, dep: "Deployment") -> None:
+    async def _probe(self, dep: Deployment) -> None:
         from .. import forwarding
 
         embedding = dep.model_info.get("mode") == "embedding"
@@ -89,7 +89,7 @@ class HealthChecks:
                 await self._task
 
 
-def _masked(message: str, dep: "Deployment") -> str:
+def _masked(message: str, dep: Deployment) -> str:
     if dep.api_key and dep.api_key in message:
         message = message.replace(dep.api_key, "***")
     return message[:500]

@@ -72,7 +72,7 @@ class RetryPolicy:
     max_delay: float = 8.0
 
     @classmethod
-    def from_settings(cls, router: dict[str, Any]) -> "RetryPolicy":
+    def from_settings(cls, router: dict[str, Any]) -> RetryPolicy:
         policy = router.get("retry_policy") or {}
         per_kind = {kind: int(policy[key]) for kind, key in POLICY_KEYS.items() if key in policy}
         return cls(

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..config import Deployment, Settings
     from ..context import RequestContext
     from ..errors import LockgateError
+    from .shared import SharedStats
 
 COOLDOWN_KINDS = {"rate_limit", "timeout", "server", "auth"}
 
@@ -34,11 +35,11 @@ class NoDeploymentLeft(Exception):
 
 
 class Router:
-    def __init__(self, settings: "Settings") -> None:
+    def __init__(self, settings: Settings) -> None:
         rs = settings.router_settings
         self.strategy_name = rs.get("routing_strategy") or "simple-shuffle"
         self.strategy = STRATEGIES[self.strategy_name]
-        self.groups: dict[str, list["Deployment"]] = settings.groups()
+        self.groups: dict[str, list[Deployment]] = settings.groups()
         self.wildcards = [(name, deps) for name, deps in self.groups.items() if "*" in name]
         self.aliases = {k: (v["model"] if isinstance(v, dict) else v) for k, v in
                         (rs.get("model_group_alias") or {}).items()}
@@ -53,13 +54,13 @@ class Router:
         self.retry = RetryPolicy.from_settings(rs)
         self.stats = StatsTable()
         self.rng = random.Random()
-        self.shared: Any = None  # shared.SharedStats when Redis is configured
-        self._derived: dict[str, list["Deployment"]] = {}
-        self._context_limits: dict[str, tuple[list["Deployment"], int | None]] = {}
+        self.shared: SharedStats | None = None  # shared.SharedStats when Redis is configured
+        self._derived: dict[str, list[Deployment]] = {}
+        self._context_limits: dict[str, tuple[list[Deployment], int | None]] = {}
 
     # ------------------------------------------------------------ names
 
-    def resolve(self, ctx: "RequestContext") -> str:
+    def resolve(self, ctx: RequestContext) -> str:
         """The model group for this request: conditional rules, then aliases."""
         name = ctx.model
         for rule in self.rules:
@@ -68,7 +69,7 @@ class Router:
                 break
         return self.aliases.get(name, name)
 
-    def deployments(self, group: str) -> list["Deployment"]:
+    def deployments(self, group: str) -> list[Deployment]:
         found = self.groups.get(group) or self._derived.get(group)
         if found:
             return found
@@ -88,7 +89,7 @@ class Router:
         if cached is not None and cached[0] is deps:
             return cached[1]
         limits = [d.model_info.get("max_input_tokens") for d in deps]
-        limit = None if not limits or any(v is None for v in limits) else max(int(v) for v in limits)
+        limit = None if not limits or None in limits else max(int(v) for v in limits if v is not None)
         if len(self._context_limits) < 10_000:  # bounded, like the wildcard groups above
             self._context_limits[group] = (deps, limit)
         return limit
@@ -105,7 +106,7 @@ class Router:
 
     # ------------------------------------------------------------ choosing
 
-    def pick(self, group: str, tried: set[str]) -> "Deployment":
+    def pick(self, group: str, tried: set[str]) -> Deployment:
         deps = self.deployments(group)
         now = time.time()
         available = [d for d in deps if d.id not in tried and self._usable(d, now)]
@@ -123,26 +124,26 @@ class Router:
         candidates = [d for d in available if _order(d) == tier]
         return candidates[0] if len(candidates) == 1 else self.strategy(candidates, self.stats, self.rng)
 
-    def _usable(self, dep: "Deployment", now: float) -> bool:
+    def _usable(self, dep: Deployment, now: float) -> bool:
         stats = self.stats[dep.id]
         return not stats.unhealthy and not stats.cooling(now)
 
     # ------------------------------------------------------------ outcomes
 
-    def started(self, dep: "Deployment") -> None:
+    def started(self, dep: Deployment) -> None:
         self.stats[dep.id].in_flight += 1
 
-    def finished(self, dep: "Deployment", seconds: float, ttft: float | None, tokens: int) -> None:
+    def finished(self, dep: Deployment, seconds: float, ttft: float | None, tokens: int) -> None:
         stats = self.stats[dep.id]
         stats.in_flight -= 1
         stats.requests += 1
         stats.observe_latency(seconds, ttft)
         stats.count_usage(tokens)
 
-    def failed(self, dep: "Deployment", err: "LockgateError", kind: str) -> None:
+    def failed(self, dep: Deployment, err: LockgateError, kind: str) -> None:
         stats = self.stats[dep.id]
         stats.in_flight -= 1
-        if not self.cooldowns or kind not in COOLDOWN_KINDS and err.status not in IMMEDIATE_COOLDOWN_STATUS:
+        if not self.cooldowns or (kind not in COOLDOWN_KINDS and err.status not in IMMEDIATE_COOLDOWN_STATUS):
             return
         stats.failures.append(time.monotonic())
         if err.status in IMMEDIATE_COOLDOWN_STATUS or stats.recent_failures(time.monotonic()) >= self.allowed_fails:
@@ -160,7 +161,7 @@ class Router:
         return self.stats[deployment_id].cooling(time.time())
 
 
-def _order(dep: "Deployment") -> int:
+def _order(dep: Deployment) -> int:
     return dep.order if dep.order is not None else 1_000_000
 
 

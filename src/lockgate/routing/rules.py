@@ -20,6 +20,7 @@ comma separated), ``team``, ``user`` (ids) and ``key`` (key alias) of the caller
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,7 @@ class RoutingRule:
     when: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> "RoutingRule":
+    def parse(cls, raw: dict[str, Any]) -> RoutingRule:
         from ..config import ConfigError
 
         if not isinstance(raw, dict) or not raw.get("model") or not isinstance(raw.get("when"), dict):
@@ -50,24 +51,24 @@ class RoutingRule:
             when["tags"] = [when["tags"]]
         return cls(model=str(raw["model"]), when=when)
 
-    def matches(self, ctx: "RequestContext") -> bool:
+    def matches(self, ctx: RequestContext) -> bool:
         return all(_CHECKS[name](ctx, expected) for name, expected in self.when.items())
 
 
-def _model(ctx: "RequestContext", pattern: str) -> bool:
+def _model(ctx: RequestContext, pattern: str) -> bool:
     return fnmatch.fnmatchcase(ctx.model, pattern)
 
 
-def _header(ctx: "RequestContext", expected: dict[str, str]) -> bool:
+def _header(ctx: RequestContext, expected: dict[str, str]) -> bool:
     return all(ctx.headers.get(k) == v for k, v in expected.items())
 
 
-def _metadata(ctx: "RequestContext", expected: dict[str, Any]) -> bool:
+def _metadata(ctx: RequestContext, expected: dict[str, Any]) -> bool:
     meta = ctx.body.get("metadata") or {}
     return isinstance(meta, dict) and all(meta.get(k) == v for k, v in expected.items())
 
 
-def request_tags(ctx: "RequestContext") -> set[str]:
+def request_tags(ctx: RequestContext) -> set[str]:
     tags: set[str] = set()
     meta = ctx.body.get("metadata")
     if isinstance(meta, dict) and isinstance(meta.get("tags"), list):
@@ -80,11 +81,11 @@ def request_tags(ctx: "RequestContext") -> set[str]:
     return tags
 
 
-def _tags(ctx: "RequestContext", expected: list[str]) -> bool:
+def _tags(ctx: RequestContext, expected: list[str]) -> bool:
     return bool(request_tags(ctx) & set(map(str, expected)))
 
 
-def _principal_attr(ctx: "RequestContext", *path: str) -> Any:
+def _principal_attr(ctx: RequestContext, *path: str) -> Any:
     value: Any = ctx.principal
     for name in path:
         value = getattr(value, name, None)
@@ -93,17 +94,17 @@ def _principal_attr(ctx: "RequestContext", *path: str) -> Any:
     return value
 
 
-def _team(ctx: "RequestContext", expected: str) -> bool:
+def _team(ctx: RequestContext, expected: str) -> bool:
     return _principal_attr(ctx, "team", "id") == expected or _principal_attr(ctx, "key", "team_id") == expected
 
 
-def _user(ctx: "RequestContext", expected: str) -> bool:
+def _user(ctx: RequestContext, expected: str) -> bool:
     return _principal_attr(ctx, "key", "user_id") == expected
 
 
-def _key(ctx: "RequestContext", expected: str) -> bool:
+def _key(ctx: RequestContext, expected: str) -> bool:
     return _principal_attr(ctx, "key", "key_alias") == expected
 
 
-_CHECKS = {"model": _model, "header": _header, "metadata": _metadata, "tags": _tags,
+_CHECKS: dict[str, Callable[[RequestContext, Any], bool]] = {"model": _model, "header": _header, "metadata": _metadata, "tags": _tags,
            "team": _team, "user": _user, "key": _key}

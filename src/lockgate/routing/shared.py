@@ -34,7 +34,7 @@ FRESH_FOR = 30.0
 
 
 class SharedStats:
-    def __init__(self, redis: Any, router: "Router", prefix: str = "lockgate:routing:") -> None:
+    def __init__(self, redis: Any, router: Router, prefix: str = "lockgate:routing:") -> None:
         self.redis = redis
         self.router = router
         self.prefix = prefix
@@ -83,7 +83,7 @@ class SharedStats:
         if not ids:
             return
         values = await self.redis.mget([self.prefix + "cooldown:" + i for i in ids])
-        for dep_id, value in zip(ids, values):
+        for dep_id, value in zip(ids, values, strict=True):
             if value is not None:
                 self.router.cool_down(dep_id, float(value), share=False)
 
@@ -113,7 +113,7 @@ class SharedStats:
             for dep_id in ids:
                 pipe.hgetall(self.prefix + "latency:" + dep_id)
             results = await pipe.execute()
-        for dep_id, entries in zip(ids, results[-len(ids):] if ids else []):
+        for dep_id, entries in zip(ids, results[-len(ids):] if ids else [], strict=True):
             self._merge(dep_id, entries, now)
 
     def _merge(self, dep_id: str, entries: dict, now: float) -> None:

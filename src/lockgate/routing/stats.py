@@ -74,7 +74,7 @@ class StatsTable:
             stats = self._stats[deployment_id] = DeploymentStats()
         return stats
 
-    def items(self):  # noqa: ANN201
+    def items(self):
         return self._stats.items()
 
 
@@ -84,7 +84,7 @@ class CooldownCollector:
     def __init__(self, table: StatsTable) -> None:
         self.table = table
 
-    def collect(self):  # noqa: ANN201
+    def collect(self):
         from prometheus_client.core import GaugeMetricFamily
 
         gauge = GaugeMetricFamily("lockgate_deployment_cooldown", "1 while a deployment is cooling down",

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 LATENCY_BUFFER = 0.1
 
 
-def simple_shuffle(candidates: Sequence["Deployment"], stats: StatsTable, rng: random.Random) -> "Deployment":
+def simple_shuffle(candidates: Sequence[Deployment], stats: StatsTable, rng: random.Random) -> Deployment:
     """Weighted random: ``weight``, else ``rpm``, else ``tpm``, else equal."""
     if any(d.weight != 1.0 for d in candidates):
         weights = [d.weight for d in candidates]
@@ -32,12 +32,12 @@ def simple_shuffle(candidates: Sequence["Deployment"], stats: StatsTable, rng: r
     return rng.choices(candidates, weights=weights)[0]
 
 
-def least_busy(candidates: Sequence["Deployment"], stats: StatsTable, rng: random.Random) -> "Deployment":
+def least_busy(candidates: Sequence[Deployment], stats: StatsTable, rng: random.Random) -> Deployment:
     fewest = min(stats[d.id].in_flight for d in candidates)
     return rng.choice([d for d in candidates if stats[d.id].in_flight == fewest])
 
 
-def latency_based(candidates: Sequence["Deployment"], stats: StatsTable, rng: random.Random) -> "Deployment":
+def latency_based(candidates: Sequence[Deployment], stats: StatsTable, rng: random.Random) -> Deployment:
     """Lowest moving-average latency (time to first token when known); untried ones first,
     and near-equal ones (within the buffer) share the load."""
     untried = [d for d in candidates if _latency(stats, d) is None]
@@ -49,15 +49,15 @@ def latency_based(candidates: Sequence["Deployment"], stats: StatsTable, rng: ra
     return rng.choice(near)
 
 
-def _latency(stats: StatsTable, dep: "Deployment") -> float | None:
+def _latency(stats: StatsTable, dep: Deployment) -> float | None:
     s = stats[dep.id]
     return s.ttft if s.ttft is not None else s.latency
 
 
-def usage_based(candidates: Sequence["Deployment"], stats: StatsTable, rng: random.Random) -> "Deployment":
+def usage_based(candidates: Sequence[Deployment], stats: StatsTable, rng: random.Random) -> Deployment:
     """Most rpm/tpm headroom this minute (deployments without limits count as roomy)."""
 
-    def headroom(dep: "Deployment") -> float:
+    def headroom(dep: Deployment) -> float:
         requests, tokens = stats[dep.id].usage_this_minute()
         room = [1.0]
         if dep.rpm:
@@ -70,14 +70,14 @@ def usage_based(candidates: Sequence["Deployment"], stats: StatsTable, rng: rand
     return rng.choice([d for d in candidates if headroom(d) == best])
 
 
-def cost_based(candidates: Sequence["Deployment"], stats: StatsTable, rng: random.Random) -> "Deployment":
+def cost_based(candidates: Sequence[Deployment], stats: StatsTable, rng: random.Random) -> Deployment:
     """Cheapest by input + output price per token (model_info overrides, else the price table)."""
     priced = [(price_of(d), d) for d in candidates]
     cheapest = min(p for p, _ in priced)
     return rng.choice([d for p, d in priced if p == cheapest])
 
 
-def price_of(dep: "Deployment") -> float:
+def price_of(dep: Deployment) -> float:
     info = dep.model_info
     if "input_cost_per_token" in info or "output_cost_per_token" in info:
         return float(info.get("input_cost_per_token") or 0) + float(info.get("output_cost_per_token") or 0)

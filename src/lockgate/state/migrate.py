@@ -30,7 +30,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0002"
 
 
-def alembic_config(url: str | None = None) -> "Config":
+def alembic_config(url: str | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -61,7 +61,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     await run_alembic(engine, revision)
 
 
-def _create_if_new(connection) -> bool:  # noqa: ANN001
+def _create_if_new(connection) -> bool:
     """On a database holding none of our tables: the schema at HEAD, stamped.  False otherwise.
 
     All or nothing: PostgreSQL's DDL is transactional; Python's sqlite3 runs DDL outside any
@@ -82,7 +82,7 @@ async def run_alembic(engine: AsyncEngine, revision: str = "head") -> None:
     """The Alembic migrations themselves (``upgrade`` calls this only when it must)."""
     from alembic import command
 
-    def run(connection) -> None:  # noqa: ANN001
+    def run(connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
@@ -94,7 +94,7 @@ async def run_alembic(engine: AsyncEngine, revision: str = "head") -> None:
 async def current(engine: AsyncEngine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    def read(connection) -> str | None:  # noqa: ANN001
+    def read(connection) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
     async with engine.connect() as connection:

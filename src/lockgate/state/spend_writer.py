@@ -170,6 +170,6 @@ class SpendWriter:
         self.journal.close()
 
 
-def _wake(waiter: "asyncio.Future[None]") -> None:
+def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)

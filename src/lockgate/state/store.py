@@ -7,27 +7,40 @@ enforcement side's caches and its batched spend writer (``apply_spend``).
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime
+from typing import Any, cast, overload
 
 import orjson
-
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import CursorResult, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..governance.types import Entity, KeyRecord, Limits, Principal, SpendRecord
 from . import durations, migrate, sqlite_spend
-from .timetext import parse_utc_text
 from .models import (
-    AuditLog, Base, Customer, Key, KeyModelSpend, Organization, ProxyBudget, SpendLog, Team, TeamMember, User,
+    AuditLog,
+    Base,
+    Customer,
+    Key,
+    KeyModelSpend,
+    Organization,
+    ProxyBudget,
+    SpendLog,
+    Team,
+    TeamMember,
+    User,
 )
+from .timetext import parse_utc_text
 
 # kind -> (model, primary-key attribute)
-KINDS: dict[str, tuple[type[Base], str]] = {
+EntityRow = Key | User | Team | Organization | Customer
+EntityModel = type[Key] | type[User] | type[Team] | type[Organization] | type[Customer]
+
+KINDS: dict[str, tuple[EntityModel, str]] = {
     "key": (Key, "token_hash"),
     "user": (User, "user_id"),
     "team": (Team, "team_id"),
@@ -66,6 +79,10 @@ def redact(value: Any) -> Any:
     return value
 
 
+@overload
+def row_dict(row: Base) -> dict[str, Any]: ...
+@overload
+def row_dict(row: None) -> None: ...
 def row_dict(row: Base | None) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -115,7 +132,7 @@ def key_record_of(row: Key, model_spend: dict[str, float]) -> KeyRecord:
 
 
 
-TABLE_MODELS: dict[str, type[Base]] = {model.__tablename__: model for model, _pk in KINDS.values()}
+TABLE_MODELS: dict[str, EntityModel] = {model.__tablename__: model for model, _pk in KINDS.values()}
 
 
 @dataclass
@@ -129,7 +146,7 @@ class SpendTotals:
     now: datetime
 
     @classmethod
-    def of(cls, new: list[SpendRecord]) -> "SpendTotals":
+    def of(cls, new: list[SpendRecord]) -> SpendTotals:
         sums: dict[tuple[str, str], float] = defaultdict(float)
         model_sums: dict[tuple[str, str], float] = defaultdict(float)
         customers: set[str] = set()
@@ -164,7 +181,8 @@ class SQLStore:
         database = engine.url.database
         self._sqlite_spend: sqlite_spend.SQLiteSpend | None = None
         if self.dialect == "sqlite" and database and database != ":memory:" and "mode=memory" not in str(engine.url):
-            has_updated_at = {m.__tablename__: "updated_at" in m.__table__.c for m in (*TABLE_MODELS.values(), ProxyBudget)}
+            has_updated_at = {name: hasattr(m, "updated_at") for name, m in
+                              [*TABLE_MODELS.items(), (ProxyBudget.__tablename__, ProxyBudget)]}
             self._sqlite_spend = sqlite_spend.SQLiteSpend(database, SpendTotals.of, has_updated_at)
 
     # ----------------------------------------------------------------- lifecycle
@@ -237,7 +255,7 @@ class SQLStore:
         """One ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING RETURNING``: no per-row SQL
         compilation or type processing (~10x cheaper than an ORM insert), and says which rows were new."""
         conn = await s.connection()
-        columns = tuple(list(c) for c in zip(*(self._spend_row(r) for r in unique.values())))
+        columns = tuple(list(c) for c in zip(*(self._spend_row(r) for r in unique.values()), strict=True))
         result = await conn.exec_driver_sql(self._spend_sql_pg, columns)
         return [unique[rid] for rid in result.scalars()]
 
@@ -269,7 +287,7 @@ class SQLStore:
         """PostgreSQL's row: naive UTC times, as ``UTCDateTime`` stores them."""
         return (*r[:16], parse_utc_text(r.start_time), parse_utc_text(r.end_time), r.metadata)
 
-    def _insert(self, model: type[Base]) -> Any:
+    def _insert(self, model: Any) -> Any:
         return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
 
     async def apply_spend(self, records: list[SpendRecord], fresh: bool = False) -> int:
@@ -329,8 +347,9 @@ class SQLStore:
                     guard = model.budget_reset_at.is_(None) if reset_at is None else model.budget_reset_at == reset_at
                     res = await s.execute(update(model).where(pk == ident, guard)
                                           .values(spend=0.0, budget_reset_at=nxt))
-                    done += res.rowcount or 0
-                    if kind == "key" and res.rowcount:
+                    reset = cast(CursorResult[Any], res).rowcount  # an UPDATE's result is a CursorResult
+                    done += reset or 0
+                    if kind == "key" and reset:
                         await s.execute(update(KeyModelSpend).where(KeyModelSpend.token_hash == ident)
                                         .values(spend=0.0))
             row = await s.get(ProxyBudget, 1)
@@ -369,7 +388,7 @@ class SQLStore:
             return [row_dict(r) for r in await s.scalars(stmt)]
 
     async def list(self, kind: str, filters: dict[str, Any], page: int = 1, page_size: int = 50,
-                   any_of: dict[str, list[Any]] | None = None) -> tuple[list[dict[str, Any]], int]:
+                   any_of: dict[str, builtins.list[Any]] | None = None) -> tuple[builtins.list[dict[str, Any]], int]:
         """Rows matching every filter (None values are ignored) and, when ``any_of`` is given, at least
         one of its column IN values conditions; ordered by creation time."""
         model, pk_name = KINDS[kind]
@@ -423,10 +442,10 @@ class SQLStore:
     async def update(self, kind: str, ident: str, values: dict[str, Any], audit: Audit | None = None,
                      action: str = "updated") -> tuple[dict[str, Any], dict[str, Any]] | None:
         """Apply ``values``; returns (before, after) or None when the row does not exist."""
-        model, pk_name = KINDS[kind]
+        model, _ = KINDS[kind]
         now = durations.utcnow()
         async with self.sessions.begin() as s:
-            row = await s.get(model, ident, with_for_update=self.dialect == "postgresql")
+            row: EntityRow | None = await s.get(model, ident, with_for_update=self.dialect == "postgresql")
             if row is None:
                 return None
             before = row_dict(row)
@@ -439,17 +458,17 @@ class SQLStore:
             await self._audit(s, audit, action, model.__tablename__, ident, before, changed)
             return before, after
 
-    async def delete(self, kind: str, idents: list[str], audit: Audit | None = None) -> list[dict[str, Any]]:
+    async def delete(self, kind: str, idents: builtins.list[str], audit: Audit | None = None) -> builtins.list[dict[str, Any]]:
         """Delete rows (and what hangs on them: a key's per-model spend; a user's or team's keys and
         memberships).  Returns the deleted rows, including cascaded keys under ``"_keys"``."""
         model, pk_name = KINDS[kind]
         pk = getattr(model, pk_name)
-        deleted: list[dict[str, Any]] = []
+        deleted: builtins.list[dict[str, Any]] = []
         async with self.sessions.begin() as s:
             for row in await s.scalars(select(model).where(pk.in_(idents))):
                 before = row_dict(row)
                 ident = getattr(row, pk_name)
-                cascaded: list[dict[str, Any]] = []
+                cascaded: builtins.list[dict[str, Any]] = []
                 if kind in ("user", "team"):
                     owner = Key.user_id if kind == "user" else Key.team_id
                     for key in await s.scalars(select(Key).where(owner == ident)):
@@ -487,7 +506,7 @@ class SQLStore:
 
     # team membership
 
-    async def members(self, team_id: str) -> list[dict[str, Any]]:
+    async def members(self, team_id: str) -> builtins.list[dict[str, Any]]:
         async with self.sessions() as s:
             rows = await s.scalars(select(TeamMember).where(TeamMember.team_id == team_id)
                                    .order_by(TeamMember.created_at, TeamMember.user_id))
@@ -499,8 +518,8 @@ class SQLStore:
             rows = await s.execute(select(TeamMember.team_id, TeamMember.role).where(TeamMember.user_id == user_id))
             return dict(rows.all())
 
-    async def set_members(self, team_id: str, add: list[dict[str, str]], remove: list[str],
-                          audit: Audit | None = None) -> list[dict[str, Any]]:
+    async def set_members(self, team_id: str, add: builtins.list[dict[str, str]], remove: builtins.list[str],
+                          audit: Audit | None = None) -> builtins.list[dict[str, Any]]:
         async with self.sessions.begin() as s:
             before = [{"user_id": r.user_id, "role": r.role}
                       for r in await s.scalars(select(TeamMember).where(TeamMember.team_id == team_id))]
@@ -531,7 +550,7 @@ class SQLStore:
     # spend and audit reads
 
     async def spend_logs(self, filters: dict[str, Any], start: datetime | None, end: datetime | None,
-                         page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
+                         page: int = 1, page_size: int = 50) -> tuple[builtins.list[dict[str, Any]], int]:
         conditions = [getattr(SpendLog, n) == v for n, v in filters.items() if v is not None]
         if start is not None:
             conditions.append(SpendLog.start_time >= start)
@@ -545,7 +564,7 @@ class SQLStore:
             return [row_dict(r) for r in rows], int(total or 0)
 
     async def spend_report(self, group_by: str, start: datetime | None, end: datetime | None
-                           ) -> list[dict[str, Any]]:
+                           ) -> builtins.list[dict[str, Any]]:
         """Spend grouped by day and, unless ``group_by`` is ``day``, by team, key, user or model."""
         day = func.date(SpendLog.start_time).label("day")
         dimension = {"team": SpendLog.team_id, "key": SpendLog.api_key, "user": SpendLog.user_id,
@@ -572,7 +591,7 @@ class SQLStore:
         return out
 
     async def audit_logs(self, filters: dict[str, Any], start: datetime | None, end: datetime | None,
-                         page: int = 1, page_size: int = 50) -> tuple[list[dict[str, Any]], int]:
+                         page: int = 1, page_size: int = 50) -> tuple[builtins.list[dict[str, Any]], int]:
         conditions = [getattr(AuditLog, n) == v for n, v in filters.items() if v is not None]
         if start is not None:
             conditions.append(AuditLog.created_at >= start)

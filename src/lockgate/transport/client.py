@@ -10,9 +10,9 @@ sees a pyreqwest exception.  Streams are read chunk by chunk as they arrive
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import AsyncIterator
 
 # pyreqwest allocates with mimalloc, which by default commits its arenas eagerly: ~7 MB more
 # resident memory on the benchmark for no speed (measured; docs/performance.md).  Read by
@@ -27,7 +27,7 @@ from .scheduling import IOThreadPolicy
 
 
 class UpstreamReply:
-    __slots__ = ("status", "headers", "body")
+    __slots__ = ("body", "headers", "status")
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.status = status
@@ -36,9 +36,9 @@ class UpstreamReply:
 
 
 class UpstreamStream:
-    __slots__ = ("status", "headers", "_reader")
+    __slots__ = ("_reader", "headers", "status")
 
-    def __init__(self, status: int, headers: dict[str, str], reader) -> None:  # noqa: ANN001
+    def __init__(self, status: int, headers: dict[str, str], reader) -> None:
         self.status = status
         self.headers = headers
         self._reader = reader

@@ -16,7 +16,7 @@ from lockgate.state.models import Base
 target_metadata = Base.metadata
 
 
-def run_on(connection) -> None:  # noqa: ANN001
+def run_on(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -44,4 +44,4 @@ elif context.is_offline_mode():
     with context.begin_transaction():
         context.run_migrations()
 else:
-    asyncio.run(_run_with_url(context.config.get_main_option("sqlalchemy.url")))
+    asyncio.run(_run_with_url(context.config.get_main_option("sqlalchemy.url") or ""))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from alembic import op
 
-
 revision = '0002'
 down_revision = '0001'
 branch_labels = None
