@@ -75,7 +75,7 @@ async def stream_events(
     status: int,
     headers: list[tuple[bytes, bytes]],
     events: AsyncIterator[bytes],
-    before_end: Callable[[], None] | None = None,
+    before_end: Callable[[], Awaitable[None] | None] | None = None,
 ) -> bool:
     """Send ``events`` as they come; stop at once when the client goes away.
 
@@ -92,7 +92,9 @@ async def stream_events(
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         state.done = True
         if before_end is not None:
-            before_end()  # e.g. the spend journal: written before the client sees the end
+            pending = before_end()  # e.g. the spend journal: written before the client sees the end
+            if pending is not None:
+                await pending  # shared counters settled (and, with Redis, the spend record carried)
         await send({"type": "http.response.body", "body": b""})
         return True
     except asyncio.CancelledError:
