@@ -76,8 +76,8 @@ def _wait_all_workers(served: Served, workers: int) -> None:
     seen: set[str] = set()
     deadline = time.monotonic() + 60
     while len(seen) < workers and time.monotonic() < deadline:
-        r = httpx.get(served.url + "/v1/models", headers=ADMIN, timeout=10)
-        if r.status_code == 200 and "x-request-id" in r.headers:
+        r = httpx.post(served.url + "/v1/chat/completions", headers=ADMIN, json=CHAT, timeout=10)
+        if r.status_code == 200:
             seen.add(worker_of(r))
         else:
             time.sleep(0.05)
