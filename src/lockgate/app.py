@@ -154,6 +154,20 @@ async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     await send_bytes(send, 200 if db != "disconnected" else 503, orjson.dumps(body), [])
 
 
+async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """LiteLLM's /model/info: deployments, non-secret parameters, prices (governance/model_info.py)."""
+    ctx = await _authorized(gw, scope, send)
+    if ctx is None:
+        return
+    from urllib.parse import parse_qs
+
+    from .governance import model_info as info
+
+    wanted = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("litellm_model_id", [None])[0]
+    body = info.body(gw.groups, lambda name: _may_use(gw, ctx, name), wanted)
+    await send_bytes(send, 200, orjson.dumps(body), [])
+
+
 async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await send_bytes(send, 200, gw.metrics.render(), [], (b"content-type", b"text/plain; version=0.0.4"))
 
@@ -165,6 +179,7 @@ OTHER_ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health/liveness"): liveliness,
     ("GET", "/health/readiness"): readiness,
     ("GET", "/metrics"): metrics,
+    ("GET", "/model/info"): model_info,
 }
 
 
