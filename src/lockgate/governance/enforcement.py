@@ -157,13 +157,14 @@ class Governance:
         await self.writer.replay()
         self.writer.start()
         if isinstance(self.counters, RedisCounters) and getattr(self.store, "dialect", "") == "postgresql":
-            from ..state.spend_stream import SpendStream
+            from ..state.spend_stream import SpendStream, consumer_name
 
             self.spend_stream = SpendStream(
                 self.counters.client, self.store, self.prefix + SPEND_STREAM,
                 batch_size=int(opts.get("spend_batch_size", 500)),
                 interval=float(opts.get("spend_batch_interval_ms", 100)) / 1000,
-                claim_idle=float(opts.get("spend_stream_claim_idle_s", 30)),
+                claim_idle=float(opts.get("spend_stream_claim_idle_s", 10)),
+                consumer=consumer_name(str(self.writer.directory.resolve()), self.writer.journal.index),
             )
             await self.spend_stream.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._reset_budgets(), name="lockgate-budgets"))

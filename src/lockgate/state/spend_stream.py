@@ -28,6 +28,16 @@ GROUP = "spend-writers"
 FIELD = b"r"
 
 
+def consumer_name(journal_dir: str, journal_index: int) -> str:
+    """Host, journal directory and journal index: unique among live processes (the journal is
+    flock-claimed), the same for the process that takes a dead one's place on the same disk."""
+    import hashlib
+    import socket
+
+    where = hashlib.sha256(journal_dir.encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{where}-{journal_index}"
+
+
 class SpendStream:
     def __init__(
         self,
@@ -37,8 +47,9 @@ class SpendStream:
         *,
         batch_size: int = 500,
         interval: float = 0.1,
-        claim_idle: float = 30.0,
+        claim_idle: float = 10.0,
         max_backoff: float = 10.0,
+        consumer: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -47,7 +58,9 @@ class SpendStream:
         self.interval = interval
         self.claim_idle = claim_idle
         self.max_backoff = max_backoff
-        self.consumer = uuid.uuid4().hex[:16]
+        # stable across restarts on the same disk (see consumer_name): a restarted process retries what
+        # it had read and not applied at once, before any claim
+        self.consumer = consumer or uuid.uuid4().hex[:16]
         self.applied_total = 0
         self.failures = 0
         self._tasks: list[asyncio.Task[None]] = []
