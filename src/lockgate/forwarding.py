@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -244,13 +244,18 @@ def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     return [*ctx.response_headers, *common_headers(ctx)]
 
 
-async def send_answer(send: Send, ctx: RequestContext, body: bytes) -> None:
+def send_answer(send: Send, ctx: RequestContext, body: bytes) -> Awaitable[None]:
     """A non-streamed 200: spend journaled (and cost headers added) before the answer goes out; with
-    shared counters, settled too (``Grant.finish`` then returns that round trip)."""
+    shared counters, settled too (``Grant.finish`` then returns that round trip, awaited first)."""
     if ctx.grant is not None:
         pending = ctx.grant.finish(ctx)
         if pending is not None:
-            await pending
+            return _send_after(pending, send, ctx, body)
+    return send_bytes(send, 200, body, _headers(ctx))
+
+
+async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext, body: bytes) -> None:
+    await pending
     await send_bytes(send, 200, body, _headers(ctx))
 
 
