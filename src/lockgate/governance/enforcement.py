@@ -19,23 +19,30 @@ import hashlib
 import hmac
 import logging
 import math
-from functools import lru_cache
 import os
+from collections.abc import Awaitable
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from collections.abc import Awaitable
-
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
-from ..state.timetext import EpochText
-from ..state.counters import (BUDGET_KIND, PARALLEL_KIND, SPEND_STREAM, WINDOW_KIND, Admission, Item, LocalCounters,
-                              RedisCounters)
+from ..state.counters import (
+    BUDGET_KIND,
+    PARALLEL_KIND,
+    SPEND_STREAM,
+    WINDOW_KIND,
+    Admission,
+    Item,
+    LocalCounters,
+    RedisCounters,
+)
 from ..state.counters_client import SOCKET_ENV, RoutingShare, ServiceCounters
 from ..state.journal import encode
+from ..state.timetext import EpochText
 from . import policy
 from .cache import TTLCache
 from .cost import Price, is_priced, price_for, unpriced
@@ -514,7 +521,8 @@ class Governance:
         usage = ctx.usage or {}
         actual = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
         try:
-            await self.counters.settle(grant.items, grant.admission, ctx.request_id, actual - grant.estimate, grant.cost)
+            await self.counters.settle(grant.items, grant.admission, ctx.request_id, actual - grant.estimate,
+                                       grant.cost)
         except Exception as exc:  # noqa: BLE001 - slots expire with their lease; spend reloads from the store
             log.warning("could not settle counters for request %s (%s)", ctx.request_id, type(exc).__name__)
 

@@ -71,7 +71,8 @@ class Connection(asyncio.Protocol):
         self.slots: dict[str, list[str]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  (uvloop's transports are not subclasses)
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check
+        self.transport = transport  # type: ignore[assignment]
         self.service.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

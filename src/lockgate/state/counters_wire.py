@@ -41,7 +41,8 @@ def encode_items(items: list[Item]) -> list[list[Any]]:
 
 
 def decode_items(raw: list[list[Any]]) -> list[Item]:
-    return [Item(kind, key, limit, amount, "", "tokens" if tokens else None) for kind, key, limit, amount, tokens in raw]
+    return [Item(kind, key, limit, amount, "", "tokens" if tokens else None)
+            for kind, key, limit, amount, tokens in raw]
 
 
 class FrameBuffer:
