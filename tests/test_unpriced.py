@@ -149,3 +149,20 @@ def test_strict_refuses_budgets_on_unpriced_deployments(strict):
     # a key without any budget may still use an unpriced deployment
     free = _key(strict)
     assert _ask(strict, free, "unpriced").http_response.status_code == 200
+
+
+def test_check_config_names_unpriced_deployments(mocks, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_config(mocks, False)))
+    out = subprocess.run([sys.executable, "-m", "lockgate.cli", "check-config", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "has no price" in line]
+    assert len(warned) == 3, warned  # mock/nobody-knows, openai/my-finetune-xyz, openai/*
+    assert any("unpriced-1" in line for line in warned)
+    assert SECRET not in out.stdout + out.stderr

@@ -45,6 +45,11 @@ def check_config(path: str) -> int:
         return 1
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from .governance.cost import unpriced
+
+    for dep in unpriced(settings.deployments):
+        print(f"warning: deployment {dep.id} (model_name {dep.model_name!r}, model {dep.provider}/{dep.model}) has no "
+              "price: its requests cost 0 and escape every budget", file=sys.stderr)
     summary = {
         "master_key": config.mask(settings.master_key),
         "models": [d.masked() for d in settings.deployments],
