@@ -50,8 +50,11 @@ async def test_two_clients_share_one_set_of_counters(service):
     await a.settle([budget], adm, "b1", 0, 0.6)
     refused = await b.admit([budget], "b2", 60)
     assert not refused.ok and refused.values == [pytest.approx(1.1)]
-    await b.forget(["k:x:spend:0"])  # spend changed by an administrator: reloaded from storage next time
-    assert (await a.admit([Item(BUDGET_KIND, "k:x:spend:0", 1.0, 0.0, "key budget")], "b3", 60)).ok
+    await b.reset("k:x:spend:0", 0.25)  # /key/update with spend: the running spend restarts from it
+    after = await a.admit([budget], "b3", 60)
+    assert after.ok and after.values == [0.25]
+    await b.forget(["k:x:spend:0"])  # dropped: created again from the caller's stored value next time
+    assert (await a.admit([Item(BUDGET_KIND, "k:x:spend:0", 1.0, 0.0, "key budget")], "b4", 60)).values == [0.0]
     await a.close()
     await b.close()
 
