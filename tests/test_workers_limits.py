@@ -163,6 +163,10 @@ def test_parallel_slots_are_exact_across_workers(served):
     sequential = [served.post(one) for _ in range(12)]
     assert [r.status_code for r in sequential] == [200] * 12
     assert len({worker_of(r) for r in sequential}) >= 2
+    streamed = [served.post(one, {**CHAT, "stream": True}) for _ in range(12)]  # released before the last event
+    assert [r.status_code for r in streamed] == [200] * 12
+    assert all(r.text.rstrip().endswith("data: [DONE]") for r in streamed)
+    assert len({worker_of(r) for r in streamed}) >= 2
 
 
 def test_budget_is_exact_across_workers(served):
