@@ -12,15 +12,16 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 import orjson
 
 from . import __version__, config, gemini_door, pipeline
+from . import admin as admin_routes
 from .context import RequestContext
 from .dialects import anthropic_messages, openai_chat, openai_completions, openai_responses
 from .errors import LockgateError, NotFound, PermissionDenied
-from . import admin as admin_routes
 from .gateway import Gateway
 from .http import Receive, Scope, Send, read_body, send_bytes
 
@@ -129,13 +130,13 @@ def _require_health_role(principal: Any) -> None:
     """The master key (or an open gateway), or a usable key of a proxy_admin / proxy_admin_viewer user."""
     if principal in ("master", "anonymous"):
         return
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from .governance import policy
     from .governance.types import Principal
 
     if isinstance(principal, Principal):
-        policy.check_key_state(principal, datetime.now(timezone.utc))
+        policy.check_key_state(principal, datetime.now(UTC))
         if principal.user is not None and principal.user.role in HEALTH_ROLES:
             return
     raise PermissionDenied("GET /health calls every deployment: it needs the master key or the key of a "

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate")
 
 
-def bind(gw: Gateway, ctx: RequestContext, dep: "Deployment") -> None:
+def bind(gw: Gateway, ctx: RequestContext, dep: Deployment) -> None:
     """Make ``dep`` the deployment of this attempt and choose passthrough or translation."""
     provider = gw.providers["mock" if dep.mock_response is not None else dep.provider].for_deployment(dep)
     ctx.deployment = dep

@@ -111,15 +111,15 @@ async def stream_events(
 class _StreamState:
     """Cancels the streaming task when the client disconnects (one watcher task, no polling)."""
 
-    __slots__ = ("task", "done", "disconnected")
+    __slots__ = ("disconnected", "done", "task")
 
-    def __init__(self, task: "asyncio.Task[Any] | None") -> None:
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
         assert task is not None
         self.task = task
         self.done = False
         self.disconnected = False
 
-    def client_left(self, watcher: "asyncio.Future[None]") -> None:
+    def client_left(self, watcher: asyncio.Future[None]) -> None:
         if not self.done and not watcher.cancelled():
             self.disconnected = True
             self.task.cancel()

@@ -91,7 +91,7 @@ def lookup(model: str, provider: str | None = None) -> Price | None:
     return None
 
 
-def price_for(dep: "Deployment") -> Price:
+def price_for(dep: Deployment) -> Price:
     """The deployment's price: bundled table, then ``model_info`` overrides."""
     info = dep.model_info or {}
     base = lookup(dep.model, dep.provider) or (lookup(str(info["base_model"])) if info.get("base_model") else None)
@@ -105,7 +105,7 @@ def price_for(dep: "Deployment") -> Price:
     )
 
 
-def is_priced(dep: "Deployment") -> bool:
+def is_priced(dep: Deployment) -> bool:
     """True when the table knows the model (or its ``base_model``) or ``model_info`` sets a token price."""
     info = dep.model_info or {}
     if info.get("input_cost_per_token") is not None or info.get("output_cost_per_token") is not None:
@@ -115,7 +115,15 @@ def is_priced(dep: "Deployment") -> bool:
     return bool(info.get("base_model")) and lookup(str(info["base_model"])) is not None
 
 
-def unpriced(deployments: "list[Deployment]") -> "list[Deployment]":
+def price_per_token(dep: Deployment) -> float | None:
+    """Input + output price per token (cost-based routing), None for an unpriced deployment."""
+    if not is_priced(dep):
+        return None
+    price = price_for(dep)
+    return price.input + price.output
+
+
+def unpriced(deployments: list[Deployment]) -> list[Deployment]:
     return [dep for dep in deployments if not is_priced(dep)]
 
 

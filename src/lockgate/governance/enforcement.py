@@ -21,7 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Awaitable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from time import perf_counter, time
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lockgate.governance")
 
-UTC = timezone.utc
 NO_COST_ROUTES = ("count_tokens",)
 SETTLE_TIMEOUT = 5.0  # seconds the answer's end may wait for shared counters
 _STREAM_TRUE, _STREAM_FALSE = '{"stream":true}', '{"stream":false}'
@@ -65,9 +64,9 @@ SPEND_COUNTER_PREFIX = {"key": "k:", "user": "u:", "team": "t:", "organization":
 class Grant:
     """What governance keeps for one request (``ctx.grant``)."""
 
-    __slots__ = ("gov", "items", "admission", "estimate", "journaled", "settled", "cost", "key_budget_index")
+    __slots__ = ("admission", "cost", "estimate", "gov", "items", "journaled", "key_budget_index", "settled")
 
-    def __init__(self, gov: "Governance") -> None:
+    def __init__(self, gov: Governance) -> None:
         self.gov = gov
         self.items: list[Item] = []
         self.admission: Admission | None = None
@@ -77,14 +76,14 @@ class Grant:
         self.cost = 0.0
         self.key_budget_index = -1
 
-    def finish(self, ctx: "RequestContext") -> Awaitable[None] | None:
+    def finish(self, ctx: RequestContext) -> Awaitable[None] | None:
         """Called by the call stage right before the final bytes of the answer go out; what it
         returns (shared counters: the settle round trip) is awaited before they go."""
         return self.gov.finish(ctx, self)
 
 
 class Governance:
-    def __init__(self, gw: "Gateway") -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         s = gw.settings
         opts = s.governance
@@ -143,7 +142,8 @@ class Governance:
             self.counters = service
             self.remote = True
             if self.gw.router.shared is None:
-                self.gw.router.shared = RoutingShare(service)
+                # the router only calls publish_cooldown and close on it
+                self.gw.router.shared = RoutingShare(service)  # type: ignore[assignment]
         if self.store is None:
             return
         if hasattr(self.store, "proxy_budget"):
@@ -293,7 +293,7 @@ class Governance:
 
     # ------------------------------------------------------------------ authenticate
 
-    async def authenticate(self, ctx: "RequestContext", key: str) -> None:
+    async def authenticate(self, ctx: RequestContext, key: str) -> None:
         """``key`` is not the master key: resolve it as a virtual key."""
         if not self.enabled:
             raise AuthenticationError("invalid API key")
@@ -305,7 +305,7 @@ class Governance:
 
     # ------------------------------------------------------------------ authorize
 
-    async def authorize(self, ctx: "RequestContext") -> None:
+    async def authorize(self, ctx: RequestContext) -> None:
         p = ctx.principal
         if isinstance(p, Principal):
             policy.check_key_state(p, datetime.now(UTC))
@@ -329,7 +329,7 @@ class Governance:
 
     # ------------------------------------------------------------------ admit
 
-    async def admit(self, ctx: "RequestContext") -> None:
+    async def admit(self, ctx: RequestContext) -> None:
         grant = Grant(self)
         ctx.grant = grant
         items = self._items(ctx, grant)
@@ -358,7 +358,7 @@ class Governance:
             headers={"Retry-After": str(retry)},
         )
 
-    def _refuse_unpriced(self, ctx: "RequestContext") -> None:
+    def _refuse_unpriced(self, ctx: RequestContext) -> None:
         """``reject_unpriced_for_budgets``: a request under a budget must not reach a deployment without a
         price (its spend would be 0): the model group, its fallbacks and the body's fallbacks."""
         router = self.gw.router
@@ -378,7 +378,7 @@ class Governance:
                 code="unpriced_model",
             )
 
-    def _items(self, ctx: "RequestContext", grant: Grant) -> list[Item]:
+    def _items(self, ctx: RequestContext, grant: Grant) -> list[Item]:
         items: list[Item] = []
         model = ctx.model
         p = ctx.principal
@@ -417,7 +417,7 @@ class Governance:
 
     # ------------------------------------------------------------------ finish / account
 
-    def finish(self, ctx: "RequestContext", grant: Grant) -> Awaitable[None] | None:
+    def finish(self, ctx: RequestContext, grant: Grant) -> Awaitable[None] | None:
         """Cost -> SpendRecord -> journal.  Runs once, before the answer's last bytes are sent.
 
         With counters in another process it returns the settle round trip, which the caller awaits
@@ -435,7 +435,7 @@ class Governance:
             self.writer.append(record)
         return None
 
-    def _record(self, ctx: "RequestContext", grant: Grant) -> SpendRecord | None:
+    def _record(self, ctx: RequestContext, grant: Grant) -> SpendRecord | None:
         dep = ctx.deployment
         if dep is None or ctx.route in NO_COST_ROUTES:
             return None
@@ -466,7 +466,8 @@ class Governance:
             org_id = key.organization_id or (p.organization.id if p.organization else None)
             metadata = _key_metadata(key.key_alias, ctx.stream)
         else:
-            api_key, user_id, team_id, org_id = self.master_hash, None, None, None
+            # no master key: the record's api_key stays NULL, as before
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
             metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
         return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
@@ -477,7 +478,7 @@ class Governance:
             cost, ctx.status or 500, self._text(end - (perf_counter() - ctx.started)), self._text(end), metadata,
         )
 
-    async def _settle_remote(self, ctx: "RequestContext", grant: Grant, record: SpendRecord | None) -> None:
+    async def _settle_remote(self, ctx: RequestContext, grant: Grant, record: SpendRecord | None) -> None:
         """One round trip: counters settled and (shared spend) the record carried to Redis."""
         grant.settled = True  # before the await: release happens exactly once
         carried = encode(record) if record is not None and self.spend_stream is not None else None
@@ -498,7 +499,7 @@ class Governance:
                 self.writer.append(record)  # Redis unreachable: this instance's journal keeps the record
             log.warning("could not settle counters for request %s (%s)", ctx.request_id, type(exc).__name__)
 
-    def _key_spend(self, ctx: "RequestContext", grant: Grant) -> float | None:
+    def _key_spend(self, ctx: RequestContext, grant: Grant) -> float | None:
         p = ctx.principal
         if not isinstance(p, Principal):
             return None
@@ -506,7 +507,7 @@ class Governance:
             return grant.admission.values[grant.key_budget_index]
         return p.key.limits.spend
 
-    async def account(self, ctx: "RequestContext") -> None:
+    async def account(self, ctx: RequestContext) -> None:
         """After the request (answer sent, failed or client gone): journal if not yet, settle counters once."""
         grant = ctx.grant
         if grant is None:

@@ -29,7 +29,7 @@ PUBLIC_INFO = ("max_input_tokens", "max_output_tokens", "max_tokens", "mode", "b
                "access_groups")
 
 
-def body(deployments: dict[str, list["Deployment"]], may_use: Callable[[str], bool],
+def body(deployments: dict[str, list[Deployment]], may_use: Callable[[str], bool],
          model_id: str | None = None) -> dict[str, Any]:
     data = []
     for name, deps in deployments.items():
@@ -41,7 +41,7 @@ def body(deployments: dict[str, list["Deployment"]], may_use: Callable[[str], bo
     return {"data": data}
 
 
-def entry(dep: "Deployment") -> dict[str, Any]:
+def entry(dep: Deployment) -> dict[str, Any]:
     params: dict[str, Any] = {"model": f"{dep.provider}/{dep.model}", "custom_llm_provider": dep.provider}
     if dep.api_base:
         params["api_base"] = without_credentials(dep.api_base)

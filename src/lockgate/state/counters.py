@@ -121,9 +121,10 @@ class LocalCounters:
                 if failed < 0 and current + 1 > it.limit:
                     failed = i
             else:
-                current = self._spend.get(it.key)
-                if current is None:
-                    current = self._spend[it.key] = float(it.amount)
+                spent = self._spend.get(it.key)
+                if spent is None:
+                    spent = self._spend[it.key] = float(it.amount)
+                current = spent
                 values.append(current)
                 if failed < 0 and current >= it.limit:
                     failed = i

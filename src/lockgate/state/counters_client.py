@@ -77,7 +77,7 @@ class ServiceCounters:
         for listener in self.listeners:
             try:
                 listener(message)
-            except Exception:  # noqa: BLE001 - one listener's bug never stops the channel
+            except Exception:
                 log.exception("counters service: a listener failed")
 
     async def _call(self, message: list[Any]) -> list[Any]:

@@ -38,7 +38,7 @@ class Service:
         self.counters = LocalCounters()
         self.connections: set[Connection] = set()
 
-    def admit(self, conn: "Connection", rid: str, lease: float, items: list[Item]) -> list[Any]:
+    def admit(self, conn: Connection, rid: str, lease: float, items: list[Item]) -> list[Any]:
         adm: Admission = self.counters.admit_now(items, rid, lease)
         if adm.ok:
             slots = [it.key for it in items if it.kind == PARALLEL_KIND]
@@ -46,17 +46,17 @@ class Service:
                 conn.slots[rid] = slots
         return [REPLY, adm.ok, adm.failed, adm.values, adm.reset, adm.window]
 
-    def settle(self, conn: "Connection", rid: str, window: int, delta: float, cost: float, items: list[Item]) -> None:
+    def settle(self, conn: Connection, rid: str, window: int, delta: float, cost: float, items: list[Item]) -> None:
         conn.slots.pop(rid, None)
         self.counters.settle_now(items, Admission(True, -1, [], 0.0, window), rid, delta, cost)
 
-    def release(self, conn: "Connection") -> None:
+    def release(self, conn: Connection) -> None:
         """A closed connection's slots: its worker is gone, its requests with it."""
         for rid, keys in conn.slots.items():
             self.counters.release_slots(keys, rid)
         conn.slots.clear()
 
-    def publish(self, sender: "Connection", message: Any) -> None:
+    def publish(self, sender: Connection, message: Any) -> None:
         data = frame([EVENT, message])
         for conn in self.connections:
             if conn is not sender and conn.transport is not None:

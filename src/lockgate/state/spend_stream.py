@@ -68,7 +68,7 @@ class SpendStream:
     async def start(self) -> None:
         try:
             await self.client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
-        except Exception as exc:  # noqa: BLE001 - BUSYGROUP: another instance created it
+        except Exception as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
         loop = asyncio.get_running_loop()
