@@ -126,11 +126,16 @@ def test_the_service_ends_with_a_supervisor_killed_with_sigkill(tmp_path):
               "p = ServiceProcess(); p.start(); print(p.process.pid, flush=True); time.sleep(60)\n")
     supervisor = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     pid = int(supervisor.stdout.readline())
+    directory = f"/proc/{pid}/cmdline"
+    with open(directory, "rb") as f:
+        socket_dir = os.path.dirname(f.read().split(b"\0")[4].decode())  # ... --socket PATH ...
     supervisor.kill()
     supervisor.wait(10)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if not _alive(pid):
+            time.sleep(0.2)
+            assert not os.path.exists(socket_dir)  # its private directory went with it
             return
         time.sleep(0.1)
     os.kill(pid, signal.SIGKILL)

@@ -117,11 +117,13 @@ async def serve(path: str, parent: int | None, ready: Any = None) -> None:
     if ready is not None:
         ready()
     ticks = 0
+    orphaned = False
     try:
         while True:
             await asyncio.sleep(1.0)
             if parent is not None and os.getppid() != parent:
                 log.info("the supervisor is gone: counters service exits")
+                orphaned = True
                 return
             ticks += 1
             if ticks % PRUNE_EVERY == 0:
@@ -130,6 +132,8 @@ async def serve(path: str, parent: int | None, ready: Any = None) -> None:
         server.close()
         try:
             os.unlink(path)
+            if orphaned:  # nobody else will remove the private directory
+                os.rmdir(os.path.dirname(path))
         except OSError:
             pass
 
