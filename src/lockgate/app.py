@@ -12,15 +12,16 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 from typing import Any
 
 import orjson
 
 from . import __version__, config, gemini_door, pipeline
+from . import admin as admin_routes
 from .context import RequestContext
 from .dialects import anthropic_messages, openai_chat, openai_completions, openai_responses
 from .errors import LockgateError, NotFound, PermissionDenied
-from . import admin as admin_routes
 from .gateway import Gateway
 from .http import Receive, Scope, Send, read_body, send_bytes
 
@@ -129,13 +130,13 @@ def _require_health_role(principal: Any) -> None:
     """The master key (or an open gateway), or a usable key of a proxy_admin / proxy_admin_viewer user."""
     if principal in ("master", "anonymous"):
         return
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from .governance import policy
     from .governance.types import Principal
 
     if isinstance(principal, Principal):
-        policy.check_key_state(principal, datetime.now(timezone.utc))
+        policy.check_key_state(principal, datetime.now(UTC))
         if principal.user is not None and principal.user.role in HEALTH_ROLES:
             return
     raise PermissionDenied("GET /health calls every deployment: it needs the master key or the key of a "
@@ -154,6 +155,20 @@ async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> 
     await send_bytes(send, 200 if db != "disconnected" else 503, orjson.dumps(body), [])
 
 
+async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+    """LiteLLM's /model/info: deployments, non-secret parameters, prices (governance/model_info.py)."""
+    ctx = await _authorized(gw, scope, send)
+    if ctx is None:
+        return
+    from urllib.parse import parse_qs
+
+    from .governance import model_info as info
+
+    wanted = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("litellm_model_id", [None])[0]
+    body = info.body(gw.groups, lambda name: _may_use(gw, ctx, name), wanted)
+    await send_bytes(send, 200, orjson.dumps(body), [])
+
+
 async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     await send_bytes(send, 200, gw.metrics.render(), [], (b"content-type", b"text/plain; version=0.0.4"))
 
@@ -165,6 +180,7 @@ OTHER_ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health/liveness"): liveliness,
     ("GET", "/health/readiness"): readiness,
     ("GET", "/metrics"): metrics,
+    ("GET", "/model/info"): model_info,
 }
 
 

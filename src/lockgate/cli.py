@@ -45,6 +45,11 @@ def check_config(path: str) -> int:
         return 1
     for warning in settings.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    from .governance.cost import unpriced
+
+    for dep in unpriced(settings.deployments):
+        print(f"warning: deployment {dep.id} (model_name {dep.model_name!r}, model {dep.provider}/{dep.model}) has no "
+              "price: its requests cost 0 and escape every budget", file=sys.stderr)
     summary = {
         "master_key": config.mask(settings.master_key),
         "models": [d.masked() for d in settings.deployments],
@@ -86,11 +91,9 @@ def db_upgrade(path: str) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    import uvicorn
-
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        config.load(args.config)  # fail fast, before any worker starts
+        settings = config.load(args.config)  # fail fast, before any worker starts
     except config.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -106,6 +109,32 @@ def serve_command(args: argparse.Namespace) -> int:
             return done.returncode
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="lockgate-metrics-")
+    service = None
+    if args.workers > 1 and not settings.redis_url:
+        # no Redis: the workers share one set of counters through a small local process
+        from .state.counters_client import SOCKET_ENV
+        from .state.counters_service import ServiceProcess
+
+        service = ServiceProcess()
+        try:
+            service.start()
+        except (OSError, RuntimeError) as exc:
+            service.stop()
+            print(f"error: {exc}; without it, limits would not hold across --workers (or configure Redis)",
+                  file=sys.stderr)
+            return 1
+        os.environ[SOCKET_ENV] = service.path
+    try:
+        _run(args)
+    finally:
+        if service is not None:
+            service.stop()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    import uvicorn
+
     uvicorn.run(
         "lockgate.app:create_app",
         factory=True,
@@ -120,7 +149,6 @@ def serve_command(args: argparse.Namespace) -> int:
         server_header=False,
         date_header=False,
     )
-    return 0
 
 
 if __name__ == "__main__":

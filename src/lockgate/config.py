@@ -48,6 +48,7 @@ KNOWN_GENERAL = {
     "redis_url", "redis_host", "redis_port", "redis_username", "redis_password",
     "database_url", "max_budget", "budget_duration",
     "max_request_size_mb", "max_response_size_mb",
+    "reject_unpriced_for_budgets",
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
                  "callbacks", "success_callback", "failure_callback"}
@@ -144,6 +145,7 @@ class Settings:
     database_path: str | None = None  # lockgate_settings.database_path: the SQLite file (default lockgate.db)
     max_budget: float | None = None  # general_settings.max_budget: the global proxy budget
     budget_duration: str | None = None  # general_settings.budget_duration: its reset period
+    reject_unpriced_for_budgets: bool = False  # refuse budget-limited requests on deployments without a price
     governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     warnings: list[str] = field(default_factory=list)
@@ -228,6 +230,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         database_path=ours.get("database_path") or None,
         max_budget=_float(general.get("max_budget")),
         budget_duration=_budget_duration(general.get("budget_duration")),
+        reject_unpriced_for_budgets=bool(general.get("reject_unpriced_for_budgets", False)),
         governance=dict(ours.get("governance") or {}),
         plugins=_plugin_settings(litellm, ours, warnings),
         warnings=warnings,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate")
 
 
-def bind(gw: Gateway, ctx: RequestContext, dep: "Deployment") -> None:
+def bind(gw: Gateway, ctx: RequestContext, dep: Deployment) -> None:
     """Make ``dep`` the deployment of this attempt and choose passthrough or translation."""
     provider = gw.providers["mock" if dep.mock_response is not None else dep.provider].for_deployment(dep)
     ctx.deployment = dep
@@ -241,9 +241,22 @@ def _json(body: bytes) -> Any:
 def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     from .pipeline import common_headers
 
-    if ctx.grant is not None and not ctx.stream:
-        ctx.grant.finish(ctx)  # spend journaled (and cost headers added) before the answer goes out
     return [*ctx.response_headers, *common_headers(ctx)]
+
+
+def send_answer(send: Send, ctx: RequestContext, body: bytes) -> Awaitable[None]:
+    """A non-streamed 200: spend journaled (and cost headers added) before the answer goes out; with
+    shared counters, settled too (``Grant.finish`` then returns that round trip, awaited first)."""
+    if ctx.grant is not None:
+        pending = ctx.grant.finish(ctx)
+        if pending is not None:
+            return _send_after(pending, send, ctx, body)
+    return send_bytes(send, 200, body, _headers(ctx))
+
+
+async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext, body: bytes) -> None:
+    await pending
+    await send_bytes(send, 200, body, _headers(ctx))
 
 
 def _finish(ctx: RequestContext) -> Any:
@@ -283,7 +296,7 @@ async def _unary(gw: Gateway, ctx: RequestContext, send: Send) -> None:
             ctx.usage = canonical.get("usage")
             out = orjson.dumps(ctx.dialect.response_from_canonical(canonical, dep.model))
     ctx.status = 200
-    await send_bytes(send, 200, out, _headers(ctx))
+    await send_answer(send, ctx, out)
 
 
 # ---------------------------------------------------------------- streamed
@@ -468,7 +481,7 @@ async def _embeddings(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = await _post(gw, ctx, provider.embeddings_url(dep), {**ctx.body, "model": dep.model})
         ctx.usage = (_json(raw) or {}).get("usage")
         ctx.status = 200
-        await send_bytes(send, 200, raw, _headers(ctx))
+        await send_answer(send, ctx, raw)
         return
     elif provider.embeddings_per_input(dep):
         result = await _embeddings_per_input(gw, ctx)
@@ -477,7 +490,7 @@ async def _embeddings(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         result = provider.embeddings_response(_json(raw), dep, ctx.model)
     ctx.usage = result.get("usage")
     ctx.status = 200
-    await send_bytes(send, 200, orjson.dumps(result), _headers(ctx))
+    await send_answer(send, ctx, orjson.dumps(result))
 
 
 async def _embeddings_per_input(gw: Gateway, ctx: RequestContext) -> dict[str, Any]:
@@ -515,7 +528,7 @@ async def _count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = orjson.dumps({"input_tokens": counted})
         ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
     ctx.status = 200
-    await send_bytes(send, 200, raw, _headers(ctx))
+    await send_answer(send, ctx, raw)
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:

@@ -25,7 +25,7 @@ from .context import RequestContext
 from .dialects import gemini
 from .errors import BadRequest, LockgateError, NotFound
 from .gateway import Gateway
-from .http import Receive, Scope, Send, read_body, send_bytes
+from .http import Receive, Scope, Send, read_body
 
 # method -> (route name, stream)
 METHODS = {
@@ -90,7 +90,7 @@ async def count_tokens(gw: Gateway, ctx: RequestContext, send: Send) -> None:
         raw = orjson.dumps({"totalTokens": forwarding.estimate_tokens(req)})
         ctx.response_headers.append((b"x-lockgate-token-count", b"estimated"))
     ctx.status = 200
-    await send_bytes(send, 200, raw, forwarding._headers(ctx))
+    await forwarding.send_answer(send, ctx, raw)
 
 
 def native_count_body(body: dict[str, Any], model: str) -> dict[str, Any]:

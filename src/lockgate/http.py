@@ -75,7 +75,7 @@ async def stream_events(
     status: int,
     headers: list[tuple[bytes, bytes]],
     events: AsyncIterator[bytes],
-    before_end: Callable[[], None] | None = None,
+    before_end: Callable[[], Awaitable[None] | None] | None = None,
 ) -> bool:
     """Send ``events`` as they come; stop at once when the client goes away.
 
@@ -92,7 +92,9 @@ async def stream_events(
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         state.done = True
         if before_end is not None:
-            before_end()  # e.g. the spend journal: written before the client sees the end
+            pending = before_end()  # e.g. the spend journal: written before the client sees the end
+            if pending is not None:
+                await pending  # shared counters settled (and, with Redis, the spend record carried)
         await send({"type": "http.response.body", "body": b""})
         return True
     except asyncio.CancelledError:
@@ -109,15 +111,15 @@ async def stream_events(
 class _StreamState:
     """Cancels the streaming task when the client disconnects (one watcher task, no polling)."""
 
-    __slots__ = ("task", "done", "disconnected")
+    __slots__ = ("disconnected", "done", "task")
 
-    def __init__(self, task: "asyncio.Task[Any] | None") -> None:
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
         assert task is not None
         self.task = task
         self.done = False
         self.disconnected = False
 
-    def client_left(self, watcher: "asyncio.Future[None]") -> None:
+    def client_left(self, watcher: asyncio.Future[None]) -> None:
         if not self.done and not watcher.cancelled():
             self.disconnected = True
             self.task.cancel()

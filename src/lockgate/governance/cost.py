@@ -4,7 +4,10 @@ Prices come from the bundled table (``lockgate/data/prices.json``, USD per 1M
 tokens) and can be overridden per deployment in ``model_info``
 (``input_cost_per_token``, ``output_cost_per_token``,
 ``cache_read_input_token_cost``, ``cache_creation_input_token_cost``, USD per
-token, LiteLLM's names).  Unknown models cost 0 (and are counted as such).
+token, LiteLLM's names).  Unknown models cost 0: such a deployment is *unpriced*
+(``is_priced``), named in a warning at start-up and in ``GET /model/info``, and
+refused to budget-limited requests with ``general_settings.reject_unpriced_for_budgets``.
+A price of 0 set in ``model_info`` is a price: a deployment free on purpose.
 
 Canonical usage (see ``dialects/__init__``): ``prompt_tokens`` includes cached
 reads (``prompt_tokens_details.cached_tokens``) and cache writes
@@ -88,7 +91,7 @@ def lookup(model: str, provider: str | None = None) -> Price | None:
     return None
 
 
-def price_for(dep: "Deployment") -> Price:
+def price_for(dep: Deployment) -> Price:
     """The deployment's price: bundled table, then ``model_info`` overrides."""
     info = dep.model_info or {}
     base = lookup(dep.model, dep.provider) or (lookup(str(info["base_model"])) if info.get("base_model") else None)
@@ -100,6 +103,28 @@ def price_for(dep: "Deployment") -> Price:
         _num(info.get("cache_read_input_token_cost"), base.cache_read if base is not FREE else inp),
         _num(info.get("cache_creation_input_token_cost"), base.cache_write if base is not FREE else inp),
     )
+
+
+def is_priced(dep: Deployment) -> bool:
+    """True when the table knows the model (or its ``base_model``) or ``model_info`` sets a token price."""
+    info = dep.model_info or {}
+    if info.get("input_cost_per_token") is not None or info.get("output_cost_per_token") is not None:
+        return True
+    if lookup(dep.model, dep.provider) is not None:
+        return True
+    return bool(info.get("base_model")) and lookup(str(info["base_model"])) is not None
+
+
+def price_per_token(dep: Deployment) -> float | None:
+    """Input + output price per token (cost-based routing), None for an unpriced deployment."""
+    if not is_priced(dep):
+        return None
+    price = price_for(dep)
+    return price.input + price.output
+
+
+def unpriced(deployments: list[Deployment]) -> list[Deployment]:
+    return [dep for dep in deployments if not is_priced(dep)]
 
 
 def _num(value: Any, default: float) -> float:

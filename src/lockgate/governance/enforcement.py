@@ -19,9 +19,10 @@ import hashlib
 import hmac
 import logging
 import math
-from functools import lru_cache
 import os
-from datetime import datetime, timezone
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
@@ -29,11 +30,22 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
+from ..state.counters import (
+    BUDGET_KIND,
+    PARALLEL_KIND,
+    SPEND_STREAM,
+    WINDOW_KIND,
+    Admission,
+    Item,
+    LocalCounters,
+    RedisCounters,
+)
+from ..state.counters_client import SOCKET_ENV, RoutingShare, ServiceCounters
+from ..state.journal import encode
 from ..state.timetext import EpochText
-from ..state.counters import BUDGET_KIND, PARALLEL_KIND, WINDOW_KIND, Admission, Item, LocalCounters, RedisCounters
 from . import policy
 from .cache import TTLCache
-from .cost import Price, price_for
+from .cost import Price, is_priced, price_for, unpriced
 from .types import Entity, Limits, Principal, SpendRecord
 
 if TYPE_CHECKING:
@@ -42,8 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lockgate.governance")
 
-UTC = timezone.utc
 NO_COST_ROUTES = ("count_tokens",)
+SETTLE_TIMEOUT = 5.0  # seconds the answer's end may wait for shared counters
 _STREAM_TRUE, _STREAM_FALSE = '{"stream":true}', '{"stream":false}'
 # management kind -> the start of its counters' names (as ``_principal_plan`` and ``_items`` name them)
 SPEND_COUNTER_PREFIX = {"key": "k:", "user": "u:", "team": "t:", "organization": "o:", "customer": "c:"}
@@ -52,9 +64,9 @@ SPEND_COUNTER_PREFIX = {"key": "k:", "user": "u:", "team": "t:", "organization":
 class Grant:
     """What governance keeps for one request (``ctx.grant``)."""
 
-    __slots__ = ("gov", "items", "admission", "estimate", "journaled", "settled", "cost", "key_budget_index")
+    __slots__ = ("admission", "cost", "estimate", "gov", "items", "journaled", "key_budget_index", "settled")
 
-    def __init__(self, gov: "Governance") -> None:
+    def __init__(self, gov: Governance) -> None:
         self.gov = gov
         self.items: list[Item] = []
         self.admission: Admission | None = None
@@ -64,13 +76,14 @@ class Grant:
         self.cost = 0.0
         self.key_budget_index = -1
 
-    def finish(self, ctx: "RequestContext") -> None:
-        """Called by the call stage right before the final bytes of the answer go out."""
-        self.gov.finish(ctx, self)
+    def finish(self, ctx: RequestContext) -> Awaitable[None] | None:
+        """Called by the call stage right before the final bytes of the answer go out; what it
+        returns (shared counters: the settle round trip) is awaited before they go."""
+        return self.gov.finish(ctx, self)
 
 
 class Governance:
-    def __init__(self, gw: "Gateway") -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
         s = gw.settings
         opts = s.governance
@@ -85,9 +98,17 @@ class Governance:
         self.lease = float(opts.get("parallel_slot_lease", s.request_timeout + 60))
         self.reset_interval = float(opts.get("budget_reset_interval", 10))
         self.counters: Any = LocalCounters()
+        # counters in another process (Redis, or the counters service of ``serve --workers N``): settled
+        # before the answer's last bytes, so the client's next request (maybe on another worker or
+        # instance) already sees its spend and its free slot
+        self.remote = False
+        self.spend_stream: Any = None  # state.spend_stream.SpendStream in shared mode (Redis + PostgreSQL)
+        self.reject_unpriced = bool(s.reject_unpriced_for_budgets)
+        self._unpriced_groups: dict[str, list[str]] = {}
         self.writer: Any = None
         self._text = EpochText()  # spend record times, as the embedded database stores them
-        self.prices: dict[str, Price] = {dep.id: price_for(dep) for dep in s.deployments}
+        # by (deployment id, upstream model): a wildcard's deployments share one id, not one price
+        self.prices: dict[tuple[str, str], Price] = {(dep.id, dep.model): price_for(dep) for dep in s.deployments}
         self.group_limits: dict[str, list[tuple[str, int]]] = _group_limits(gw.groups)
         self.proxy: Limits | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -103,11 +124,26 @@ class Governance:
     async def start(self) -> None:
         self.store = getattr(self.gw, "store", None)
         s = self.gw.settings
+        for dep in unpriced(s.deployments):
+            log.warning("deployment %s (model_name %r, model %s/%s) has no price: its requests cost 0 and escape "
+                        "every budget; set model_info.input_cost_per_token / output_cost_per_token%s", dep.id,
+                        dep.model_name, dep.provider, dep.model,
+                        "" if self.reject_unpriced else " (or general_settings.reject_unpriced_for_budgets)")
         if s.redis_url:
             counters = RedisCounters(s.redis_url, self.prefix)
             await counters.ping()  # fail at start, not on the first request
             self.counters = counters
+            self.remote = True
             self._tasks.append(asyncio.get_running_loop().create_task(self._subscribe(), name="lockgate-invalidate"))
+        elif os.environ.get(SOCKET_ENV):  # a worker of ``serve --workers N``: the supervisor's counters
+            service = ServiceCounters(os.environ[SOCKET_ENV])
+            await service.connect()
+            service.listeners.append(self._on_worker_message)
+            self.counters = service
+            self.remote = True
+            if self.gw.router.shared is None:
+                # the router only calls publish_cooldown and close on it
+                self.gw.router.shared = RoutingShare(service)  # type: ignore[assignment]
         if self.store is None:
             return
         if hasattr(self.store, "proxy_budget"):
@@ -127,6 +163,17 @@ class Governance:
         )
         await self.writer.replay()
         self.writer.start()
+        if isinstance(self.counters, RedisCounters) and getattr(self.store, "dialect", "") == "postgresql":
+            from ..state.spend_stream import SpendStream, consumer_name
+
+            self.spend_stream = SpendStream(
+                self.counters.client, self.store, self.prefix + SPEND_STREAM,
+                batch_size=int(opts.get("spend_batch_size", 500)),
+                interval=float(opts.get("spend_batch_interval_ms", 100)) / 1000,
+                claim_idle=float(opts.get("spend_stream_claim_idle_s", 10)),
+                consumer=consumer_name(str(self.writer.directory.resolve()), self.writer.journal.index),
+            )
+            await self.spend_stream.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._reset_budgets(), name="lockgate-budgets"))
         self.gw.change_listeners.append(self.on_change)
 
@@ -138,6 +185,8 @@ class Governance:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
+        if self.spend_stream is not None:
+            await self.spend_stream.close()
         if self.writer is not None:
             await self.writer.close()
         await self.counters.close()
@@ -147,7 +196,9 @@ class Governance:
     async def on_change(self, kind: str, ident: str) -> None:
         """A management change: drop cached principals here and, through Redis, everywhere."""
         self.invalidate(kind, ident)
-        if isinstance(self.counters, RedisCounters):
+        if isinstance(self.counters, ServiceCounters):
+            self.counters.publish(["invalidate", kind, ident])
+        elif isinstance(self.counters, RedisCounters):
             try:
                 await self.counters.client.publish(self.channel, f"{kind}:{ident}")
             except Exception as exc:  # noqa: BLE001 - the TTL still bounds staleness
@@ -179,6 +230,16 @@ class Governance:
             await self.counters.reset(items[0].key, float(row.get("spend") or 0.0))
         except Exception as exc:  # noqa: BLE001 - the counter then expires and reloads from storage
             log.warning("could not reset a running spend counter (%s)", type(exc).__name__)
+
+    def _on_worker_message(self, message: Any) -> None:
+        """From another worker of this ``serve`` (through the counters service)."""
+        if message is None:  # reconnected: whatever was said meanwhile is unknown
+            self.keys.invalidate()
+            self.customers.invalidate()
+        elif message[0] == "invalidate":
+            self.invalidate(message[1], message[2] or None)
+        elif message[0] == "cooldown":
+            self.gw.router.cool_down(message[1], float(message[2]), share=False)
 
     async def _subscribe(self) -> None:
         """Invalidations from every instance, for good (reconnecting); after each (re)subscription the
@@ -232,7 +293,7 @@ class Governance:
 
     # ------------------------------------------------------------------ authenticate
 
-    async def authenticate(self, ctx: "RequestContext", key: str) -> None:
+    async def authenticate(self, ctx: RequestContext, key: str) -> None:
         """``key`` is not the master key: resolve it as a virtual key."""
         if not self.enabled:
             raise AuthenticationError("invalid API key")
@@ -244,7 +305,7 @@ class Governance:
 
     # ------------------------------------------------------------------ authorize
 
-    async def authorize(self, ctx: "RequestContext") -> None:
+    async def authorize(self, ctx: RequestContext) -> None:
         p = ctx.principal
         if isinstance(p, Principal):
             policy.check_key_state(p, datetime.now(UTC))
@@ -268,12 +329,14 @@ class Governance:
 
     # ------------------------------------------------------------------ admit
 
-    async def admit(self, ctx: "RequestContext") -> None:
+    async def admit(self, ctx: RequestContext) -> None:
         grant = Grant(self)
         ctx.grant = grant
         items = self._items(ctx, grant)
         if not items:
             return
+        if self.reject_unpriced and any(it.kind == BUDGET_KIND for it in items):
+            self._refuse_unpriced(ctx)
         grant.items = items
         adm = await self.counters.admit(items, ctx.request_id, self.lease)
         grant.admission = adm
@@ -295,7 +358,27 @@ class Governance:
             headers={"Retry-After": str(retry)},
         )
 
-    def _items(self, ctx: "RequestContext", grant: Grant) -> list[Item]:
+    def _refuse_unpriced(self, ctx: RequestContext) -> None:
+        """``reject_unpriced_for_budgets``: a request under a budget must not reach a deployment without a
+        price (its spend would be 0): the model group, its fallbacks and the body's fallbacks."""
+        router = self.gw.router
+        group = router.resolve(ctx)
+        names = self._unpriced_groups.get(group)
+        if names is None:
+            names = _unpriced_reachable(router, [group])
+            if len(self._unpriced_groups) < 10_000:
+                self._unpriced_groups[group] = names
+        requested = ctx.body.get("fallbacks")
+        if isinstance(requested, list) and requested:
+            names = names + _unpriced_reachable(router, [g for g in requested if isinstance(g, str)])
+        if names:
+            raise PermissionDenied(
+                f"model {ctx.model!r} can be served by a deployment without a price ({', '.join(sorted(set(names)))}); "
+                "requests under a budget may not use it (general_settings.reject_unpriced_for_budgets)",
+                code="unpriced_model",
+            )
+
+    def _items(self, ctx: RequestContext, grant: Grant) -> list[Item]:
         items: list[Item] = []
         model = ctx.model
         p = ctx.principal
@@ -334,18 +417,35 @@ class Governance:
 
     # ------------------------------------------------------------------ finish / account
 
-    def finish(self, ctx: "RequestContext", grant: Grant) -> None:
-        """Cost -> SpendRecord -> journal.  Runs once, before the answer's last bytes are sent."""
+    def finish(self, ctx: RequestContext, grant: Grant) -> Awaitable[None] | None:
+        """Cost -> SpendRecord -> journal.  Runs once, before the answer's last bytes are sent.
+
+        With counters in another process it returns the settle round trip, which the caller awaits
+        before those bytes (with Redis and PostgreSQL, the same Lua call carries the record to the
+        shared spend stream).  In process it settles nothing here (``account`` does) and returns None.
+        """
         if grant.journaled:
-            return
+            return None
         grant.journaled = True
+        record = self._record(ctx, grant)
+        if self.remote and not grant.settled and (
+                (grant.items and grant.admission is not None) or (record is not None and self.spend_stream)):
+            return self._settle_remote(ctx, grant, record)
+        if record is not None:
+            self.writer.append(record)
+        return None
+
+    def _record(self, ctx: RequestContext, grant: Grant) -> SpendRecord | None:
         dep = ctx.deployment
         if dep is None or ctx.route in NO_COST_ROUTES:
-            return
+            return None
         usage = ctx.usage
-        price = self.prices.get(dep.id)
+        prices = self.prices
+        price = prices.get((dep.id, dep.model))
         if price is None:
-            price = self.prices[dep.id] = price_for(dep)
+            price = price_for(dep)
+            if len(prices) < 10_000:  # wildcard models named by clients: bounded
+                prices[(dep.id, dep.model)] = price
         cost = price.cost(usage) if usage else 0.0
         grant.cost = cost
         if not ctx.stream:
@@ -354,7 +454,7 @@ class Governance:
             if spend is not None:
                 ctx.response_headers.append((b"x-lockgate-key-spend", repr(spend + cost).encode()))
         if self.writer is None:
-            return
+            return None
         p = ctx.principal
         usage = usage or {}
         details = usage.get("prompt_tokens_details")
@@ -366,18 +466,40 @@ class Governance:
             org_id = key.organization_id or (p.organization.id if p.organization else None)
             metadata = _key_metadata(key.key_alias, ctx.stream)
         else:
-            api_key, user_id, team_id, org_id = self.master_hash, None, None, None
+            # no master key: the record's api_key stays NULL, as before
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
             metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
-        self.writer.append(SpendRecord(
+        return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
             ctx.model, dep.model, dep.id, ctx.provider.name if ctx.provider else dep.provider, ctx.route,
             usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
             (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
             cost, ctx.status or 500, self._text(end - (perf_counter() - ctx.started)), self._text(end), metadata,
-        ))
+        )
 
-    def _key_spend(self, ctx: "RequestContext", grant: Grant) -> float | None:
+    async def _settle_remote(self, ctx: RequestContext, grant: Grant, record: SpendRecord | None) -> None:
+        """One round trip: counters settled and (shared spend) the record carried to Redis."""
+        grant.settled = True  # before the await: release happens exactly once
+        carried = encode(record) if record is not None and self.spend_stream is not None else None
+        if record is not None and carried is None:
+            self.writer.append(record)  # the counters service: the local journal (the shared file database)
+        items = grant.items if grant.admission is not None else []
+        usage = ctx.usage or {}
+        delta = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0) - grant.estimate
+        try:
+            async with asyncio.timeout(SETTLE_TIMEOUT):
+                if carried is not None:
+                    await self.counters.settle(items, grant.admission, ctx.request_id, delta, grant.cost, carried)
+                elif items:
+                    await self.counters.settle(items, grant.admission, ctx.request_id, delta, grant.cost)
+        except Exception as exc:  # noqa: BLE001 - slots expire with their lease; spend reloads from the store
+            if carried is not None:
+                assert record is not None
+                self.writer.append(record)  # Redis unreachable: this instance's journal keeps the record
+            log.warning("could not settle counters for request %s (%s)", ctx.request_id, type(exc).__name__)
+
+    def _key_spend(self, ctx: RequestContext, grant: Grant) -> float | None:
         p = ctx.principal
         if not isinstance(p, Principal):
             return None
@@ -385,20 +507,23 @@ class Governance:
             return grant.admission.values[grant.key_budget_index]
         return p.key.limits.spend
 
-    async def account(self, ctx: "RequestContext") -> None:
+    async def account(self, ctx: RequestContext) -> None:
         """After the request (answer sent, failed or client gone): journal if not yet, settle counters once."""
         grant = ctx.grant
         if grant is None:
             return
         if not grant.journaled:
-            self.finish(ctx, grant)
+            pending = self.finish(ctx, grant)
+            if pending is not None:
+                await pending
         if grant.settled or not grant.items or grant.admission is None:
             return
         grant.settled = True  # before the await: release happens exactly once
         usage = ctx.usage or {}
         actual = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
         try:
-            await self.counters.settle(grant.items, grant.admission, ctx.request_id, actual - grant.estimate, grant.cost)
+            await self.counters.settle(grant.items, grant.admission, ctx.request_id, actual - grant.estimate,
+                                       grant.cost)
         except Exception as exc:  # noqa: BLE001 - slots expire with their lease; spend reloads from the store
             log.warning("could not settle counters for request %s (%s)", ctx.request_id, type(exc).__name__)
 
@@ -493,6 +618,29 @@ def _budget_item(items: list[Item], eid: str, label: str, limits: Limits, spend:
             at = math.inf
     items.append(Item(BUDGET_KIND, f"{eid}:spend:{period}", limits.max_budget, spend, label))
     return at
+
+
+def _unpriced_reachable(router: Any, start: list[str]) -> list[str]:
+    """``provider/model`` of every unpriced deployment in ``start`` and the groups it falls back to."""
+    from ..errors import NotFound
+
+    seen: set[str] = set()
+    todo = list(start)
+    out: list[str] = []
+    while todo:
+        group = todo.pop()
+        if group in seen:
+            continue
+        seen.add(group)
+        try:
+            deps = router.deployments(group)
+        except NotFound:
+            continue
+        out += [f"{d.provider}/{d.model}" for d in deps if not is_priced(d)]
+        for table in (router.fallbacks, router.context_window_fallbacks, router.content_policy_fallbacks):
+            todo += table.get(group, [])
+        todo += router.default_fallbacks
+    return out
 
 
 def _group_limits(groups: dict[str, list[Any]]) -> dict[str, list[tuple[str, int]]]:

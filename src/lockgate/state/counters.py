@@ -37,6 +37,7 @@ log = logging.getLogger("lockgate.counters")
 WINDOW = 60  # seconds, fixed windows aligned on the epoch minute
 
 WINDOW_KIND, PARALLEL_KIND, BUDGET_KIND = "w", "p", "b"
+SPEND_STREAM = "spend"  # the Redis stream of spend records (shared mode), under the key prefix
 
 
 @dataclass(slots=True)
@@ -120,9 +121,10 @@ class LocalCounters:
                 if failed < 0 and current + 1 > it.limit:
                     failed = i
             else:
-                current = self._spend.get(it.key)
-                if current is None:
-                    current = self._spend[it.key] = float(it.amount)
+                spent = self._spend.get(it.key)
+                if spent is None:
+                    spent = self._spend[it.key] = float(it.amount)
+                current = spent
                 values.append(current)
                 if failed < 0 and current >= it.limit:
                     failed = i
@@ -140,6 +142,11 @@ class LocalCounters:
     async def settle(
         self, items: list[Item], admission: Admission, request_id: str, token_delta: float, cost: float
     ) -> None:
+        self.settle_now(items, admission, request_id, token_delta, cost)
+
+    def settle_now(
+        self, items: list[Item], admission: Admission, request_id: str, token_delta: float, cost: float
+    ) -> None:
         for it in items:
             if it.kind == WINDOW_KIND:
                 if it.header == "tokens" and token_delta:
@@ -153,11 +160,23 @@ class LocalCounters:
             elif cost:
                 self._spend[it.key] = self._spend.get(it.key, float(it.amount)) + cost
 
+    def release_slots(self, keys: list[str], request_id: str) -> None:
+        for key in keys:
+            slots = self._slots.get(key)
+            if slots is not None:
+                slots.pop(request_id, None)
+
     async def forget(self, keys: list[str]) -> None:
+        self.forget_now(keys)
+
+    def forget_now(self, keys: list[str]) -> None:
         for key in keys:
             self._spend.pop(key, None)
 
     async def reset(self, key: str, value: float) -> None:
+        self.reset_now(key, value)
+
+    def reset_now(self, key: str, value: float) -> None:
         self._spend[key] = float(value)
 
     def prune(self) -> None:
@@ -231,15 +250,17 @@ end
 return {0, reset_ms, window, values}
 """
 
-# KEYS: one per item.  ARGV[1] = request id, ARGV[2] = window, ARGV[3] = token delta, ARGV[4] = cost,
-# then 1 per item: kind.
+# KEYS: one per item, then (shared spend) the spend stream.  ARGV[1] = request id, ARGV[2] = window,
+# ARGV[3] = token delta, ARGV[4] = cost, ARGV[5] = number of items, then 1 per item: kind; then (shared
+# spend) the SpendRecord, added to the stream in the same atomic call.
 SETTLE_LUA = """
 local rid = ARGV[1]
 local window = ARGV[2]
 local delta = tonumber(ARGV[3])
 local cost = ARGV[4]
-for i = 1, #KEYS do
-  local kind = ARGV[4 + i]
+local n = tonumber(ARGV[5])
+for i = 1, n do
+  local kind = ARGV[5 + i]
   if kind == 't' and delta ~= 0 then
     local k = KEYS[i] .. ':' .. window
     if redis.call('EXISTS', k) == 1 then
@@ -251,6 +272,9 @@ for i = 1, #KEYS do
   elseif kind == 'b' and tonumber(cost) ~= 0 then
     if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCRBYFLOAT', KEYS[i], cost) end
   end
+end
+if #KEYS > n then
+  redis.call('XADD', KEYS[n + 1], '*', 'r', ARGV[6 + n])
 end
 return 1
 """
@@ -289,12 +313,18 @@ class RedisCounters:
         return Admission(failed == 0, failed - 1, [float(v) for v in values], reset_ms / 1000, int(window))
 
     async def settle(
-        self, items: list[Item], admission: Admission, request_id: str, token_delta: float, cost: float
+        self, items: list[Item], admission: Admission, request_id: str, token_delta: float, cost: float,
+        record: bytes | None = None,
     ) -> None:
+        """With ``record``: the spend record goes to the ``<prefix>spend`` stream in the same call."""
         p = self.prefix
         keys = [p + it.key for it in items]
-        args: list[Any] = [request_id, admission.window, int(token_delta), repr(float(cost))]
+        args: list[Any] = [request_id, admission.window if admission is not None else 0, int(token_delta),
+                           repr(float(cost)), len(items)]
         args += [_redis_kind(it) for it in items]
+        if record is not None:
+            keys.append(p + SPEND_STREAM)
+            args.append(record)
         await self._settle(keys=keys, args=args)
 
     async def forget(self, keys: list[str]) -> None:

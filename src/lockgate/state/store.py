@@ -208,10 +208,11 @@ class SQLStore:
         """Keep the single ``proxy_budget`` row in line with ``general_settings`` (its spend is kept)."""
         now = now or durations.utcnow()
         async with self.sessions.begin() as s:
-            row = await s.get(ProxyBudget, 1)
-            if row is None:
-                row = ProxyBudget(id=1, spend=0.0)
-                s.add(row)
+            # the workers of ``serve --workers N`` start together: the first creates the row, none fails
+            await s.execute(self._insert(ProxyBudget).values(id=1, spend=0.0).on_conflict_do_nothing(
+                index_elements=["id"]))
+            row = await s.get(ProxyBudget, 1, with_for_update=self.dialect == "postgresql")
+            assert row is not None
             if row.budget_duration != budget_duration or (budget_duration and row.budget_reset_at is None):
                 row.budget_reset_at = durations.add(now, budget_duration) if budget_duration else None
             row.max_budget = max_budget
