@@ -269,6 +269,13 @@ async def _stream(
     return resp
 
 
+MAX_DIMENSIONALITY = 3072  # gemini-embedding-001's largest output
+
+
+def valid_dimensionality(size: object) -> bool:
+    return isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= MAX_DIMENSIONALITY
+
+
 def _embed(model: str, body: dict[str, Any]) -> web.Response:
     out = []
     for item in body.get("requests") or []:
@@ -277,6 +284,9 @@ def _embed(model: str, body: dict[str, Any]) -> web.Response:
         text = "".join(p.get("text", "") for p in (item.get("content") or {}).get("parts") or [])
         digest = hashlib.sha256(text.encode()).digest()
         size = item.get("outputDimensionality") or 8
+        if not valid_dimensionality(size):  # the real API refuses what its models cannot produce
+            return google_error(400, f"Invalid value at 'requests[0].output_dimensionality' ({size!r}): "
+                                     f"must be an integer between 1 and {MAX_DIMENSIONALITY}.")
         out.append({"values": [round(digest[i % 32] / 255 * 2 - 1, 6) for i in range(size)]})
     return web.json_response({"embeddings": out})
 

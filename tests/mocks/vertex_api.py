@@ -200,6 +200,8 @@ def _embed(model: str, body: dict[str, Any]) -> web.Response:
     if model.startswith("gemini-embedding") and len(instances) > 1:
         return gemini_api.google_error(400, f"Model {model} supports only one instance per request.")
     size = params.get("outputDimensionality") or 8
+    if not gemini_api.valid_dimensionality(size):
+        return gemini_api.google_error(400, f"Invalid value at 'parameters.output_dimensionality' ({size!r}).")
     predictions = []
     for item in instances:
         text = item.get("content") if isinstance(item, dict) else None
