@@ -374,6 +374,8 @@ def _listener_ids(r, gateways) -> list[str]:
 
 def _kill_listeners(r, gateways, expected: int) -> None:
     """Kill the gateways' ``expected`` listener connections, and wait until as many new ones replace them."""
+    # the listeners may be between connections (a heartbeat replaced one on a loaded machine): wait for them
+    assert eventually(lambda: len(_listener_ids(r, gateways)) == expected, timeout=10), _listener_ids(r, gateways)
     killed = set(_listener_ids(r, gateways))
     assert len(killed) == expected, killed
     for client_id in killed:
@@ -408,7 +410,7 @@ def test_invalidations_and_cooldowns_arrive_after_the_listener_connection_is_kil
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
         gateways = [a, b]
-        assert eventually(lambda: len(_listener_ids(r, gateways)) == 4)  # 2 gateways x (invalidation, cooldown)
+        assert eventually(lambda: len(_listener_ids(r, gateways)) == 4, timeout=10)  # 2 gateways x 2 listeners
         for _ in range(2):  # twice: the reconnected listener survives a second drop as well
             _kill_listeners(r, gateways, 4)
 
@@ -435,7 +437,7 @@ def test_what_was_published_while_disconnected_is_resynced_after_the_reconnect(s
     a = shared.a
     r = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     try:
-        assert eventually(lambda: len(_listener_ids(r, [a])) == 2)
+        assert eventually(lambda: len(_listener_ids(r, [a])) == 2, timeout=10)
         # a cooldown written by an instance whose message a missed (no PUBLISH): only a resync sees it
         dep_id = _deployment_id(a, "timeout-model")
         r.set(shared.prefix + "routing:cooldown:" + dep_id, repr(time.time() + 60), px=60_000)
