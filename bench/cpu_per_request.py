@@ -5,6 +5,7 @@ docs/performance.md "Where the time goes".
     .venv/bin/python bench/cpu_per_request.py                        # this checkout, 3 rounds
     .venv/bin/python bench/cpu_per_request.py --config A.yaml --config B.yaml --rounds 4
     .venv/bin/python bench/cpu_per_request.py --connections 1 --virtual-key
+    .venv/bin/python bench/cpu_per_request.py --stream --lockgate-bin /path/to/other/lockgate
 
 Starts the fixed-response nginx of bench.py, then for each round and each configuration (alternating,
 so that the VM's drift hits every configuration alike): starts ``lockgate serve`` pinned to core 0,
@@ -66,7 +67,8 @@ def one(args, procs: bench.Procs, workdir: str, config: str, upstream: int) -> s
             raise RuntimeError("the gateway did not start; see " + os.path.join(workdir, "gateway.log"))
         key = bench.virtual_key(port) if args.virtual_key else bench.MASTER_KEY
         script = os.path.join(workdir, "request.lua")
-        bench.write_lua(script, bench.request_body("bench-model", False), key)
+        model = "bench-stream" if args.stream else "bench-model"
+        bench.write_lua(script, bench.request_body(model, args.stream), key)
         wrk(port, script, args.connections, 3)  # warm-up
         before = threads(proc.pid)
         res = wrk(port, script, args.connections, args.seconds)
@@ -95,6 +97,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--virtual-key", action="store_true", help="requests use a key made with /key/generate")
+    ap.add_argument("--stream", action="store_true", help="streamed requests (the bench-stream model's SSE answer)")
     ap.add_argument("--lockgate-bin", default=os.path.join(bench.REPO, ".venv", "bin", "lockgate"))
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="lockgate-cpu-")
