@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import background
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
 from ..state.counters import (
     BUDGET_KIND,
@@ -178,13 +179,7 @@ class Governance:
         self.gw.change_listeners.append(self.on_change)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await background.stop(self._tasks)
         if self.spend_stream is not None:
             await self.spend_stream.close()
         if self.writer is not None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .. import background
 from ..state import pubsub
 
 if TYPE_CHECKING:
@@ -54,10 +55,7 @@ class SharedStats:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await background.stop(self._tasks)
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.aclose()

@@ -20,6 +20,7 @@ import logging
 import uuid
 from typing import Any
 
+from .. import background
 from .journal import decode
 
 log = logging.getLogger("lockgate.spend")
@@ -76,13 +77,7 @@ class SpendStream:
                        loop.create_task(self._claim_loop(), name="lockgate-spend-claim")]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001
-                pass
+        await background.stop(self._tasks)
         # what this consumer read but did not apply stays pending: another instance claims it
 
     # ------------------------------------------------------------------ reading
