@@ -19,6 +19,9 @@ from urllib.parse import quote
 
 import yaml
 
+from .cache import settings as cache_settings
+from .cache.settings import CacheSettings
+
 log = logging.getLogger("lockgate.config")
 
 
@@ -51,7 +54,7 @@ KNOWN_GENERAL = {
     "reject_unpriced_for_budgets",
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
-                 "callbacks", "success_callback", "failure_callback"}
+                 "callbacks", "success_callback", "failure_callback", "cache", "cache_params"}
 KNOWN_ROUTER = {
     "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
     "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
@@ -148,6 +151,7 @@ class Settings:
     reject_unpriced_for_budgets: bool = False  # refuse budget-limited requests on deployments without a price
     governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
     plugins: PluginSettings = field(default_factory=PluginSettings)
+    cache: CacheSettings | None = None  # litellm_settings.cache + cache_params (docs/caching.md); None: off
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
 
@@ -207,6 +211,11 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         raise ConfigError("general_settings.master_key is set but resolves to nothing (missing environment variable?)")
     deployments = [_deployment(i, entry, warnings) for i, entry in enumerate(raw.get("model_list") or [])]
     timeout = general.get("request_timeout") or litellm.get("request_timeout") or router.get("timeout") or 600
+    try:
+        cache = cache_settings.parse(litellm.get("cache"), litellm.get("cache_params"), redis_url(general, router),
+                                     warnings)
+    except cache_settings.CacheConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         deployments=deployments,
         master_key=str(master_key) if master_key else None,
@@ -233,6 +242,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         reject_unpriced_for_budgets=bool(general.get("reject_unpriced_for_budgets", False)),
         governance=dict(ours.get("governance") or {}),
         plugins=_plugin_settings(litellm, ours, warnings),
+        cache=cache,
         warnings=warnings,
     )
 

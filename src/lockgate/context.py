@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .cache.embeddings import EmbeddingsFill
     from .config import Deployment
     from .dialects import FrontDoor
     from .governance.enforcement import Grant
     from .governance.types import Principal
     from .providers import Provider
+    from .stages import Tap
+    from .stages.cache import CacheFill, CacheHit
 
 
 @dataclass(slots=True)
@@ -40,6 +44,12 @@ class RequestContext:
     usage: dict[str, Any] | None = None
     error_kind: str | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    taps: list[Tap] | None = None  # stages reading the answer's bytes (stages/__init__.py); None: no tap
+    complete: bool = False  # the answer ran to its end (a stream: last event sent, client still there)
+    cache_result: str | None = None  # the cache stage's verdict: hit, miss, bypass, semantic-hit
+    cache_hit: CacheHit | None = None  # what a cache hit replayed (accounting, the spend record)
+    cache_fill: CacheFill | EmbeddingsFill | None = None  # a miss the cache stage collects
+    rewrite: Callable[[bytes], bytes] | None = None  # a stage's rewrite of a non-streamed answer (after the taps)
     grant: Grant | None = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
 
     def overhead_ms(self) -> float:

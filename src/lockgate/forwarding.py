@@ -32,6 +32,7 @@ from .transport.sse import encode_event
 
 if TYPE_CHECKING:
     from .config import Deployment
+    from .stages import Tap
 
 log = logging.getLogger("lockgate")
 
@@ -247,6 +248,12 @@ def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
 def send_answer(send: Send, ctx: RequestContext, body: bytes) -> Awaitable[None]:
     """A non-streamed 200: spend journaled (and cost headers added) before the answer goes out; with
     shared counters, settled too (``Grant.finish`` then returns that round trip, awaited first)."""
+    if ctx.taps is not None:
+        for tap in ctx.taps:
+            tap(body)
+        if ctx.rewrite is not None:
+            body = ctx.rewrite(body)
+    ctx.complete = True
     if ctx.grant is not None:
         pending = ctx.grant.finish(ctx)
         if pending is not None:
@@ -259,9 +266,23 @@ async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext,
     await send_bytes(send, 200, body, _headers(ctx))
 
 
-def _finish(ctx: RequestContext) -> Any:
-    """For streams: journal the spend after the last event, before the response's end."""
-    return None if ctx.grant is None else (lambda: ctx.grant.finish(ctx))
+async def send_stream(send: Send, receive: Receive, ctx: RequestContext, events: AsyncIterator[bytes]) -> None:
+    """A streamed 200: the events as they come (through the stages' taps, if any); the spend journaled
+    after the last event, before the response's end.  ``ctx.complete``: it ran to its end."""
+    if ctx.taps is not None:
+        events = _tapped(events, ctx.taps)
+    finish = None if ctx.grant is None else (lambda: ctx.grant.finish(ctx))  # type: ignore[union-attr]
+    ctx.complete = await stream_events(send, receive, 200, _headers(ctx), events, finish)
+
+
+async def _tapped(events: AsyncIterator[bytes], taps: list[Tap]) -> AsyncIterator[bytes]:
+    try:
+        async for data in events:
+            for tap in taps:
+                tap(data)
+            yield data
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------- non-streamed
@@ -308,7 +329,7 @@ async def _stream(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive
     if provider.local:
         chunks = provider.stream(canonical_request(ctx), dep)  # type: ignore[attr-defined]
         ctx.status = 200
-        await stream_events(send, receive, 200, _headers(ctx), _rendered(ctx, chunks), _finish(ctx))
+        await send_stream(send, receive, ctx, _rendered(ctx, chunks))
         return
     body = upstream_body(ctx)
     strip_usage = ctx.passthrough and ctx.dialect in (openai_chat, openai_completions) and _inject_usage(body)
@@ -326,7 +347,7 @@ async def _stream(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive
             decoded = _decoded(ctx, up, gw.settings.max_response_body)
             events = _rendered(ctx, _prepend(await _first_canonical(decoded), decoded))
         ctx.status = 200
-        await stream_events(send, receive, 200, _headers(ctx), events, _finish(ctx))
+        await send_stream(send, receive, ctx, events)
 
 
 async def _first_chunk(ctx: RequestContext, up: UpstreamStream) -> bytes | None:

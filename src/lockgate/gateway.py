@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import stages
 from .config import Deployment, Settings
 from .observability.access_log import AccessLog
 from .observability.metrics import Metrics
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from .context import RequestContext
     from .governance import Governance
     from .plugins.runner import Plugins
+    from .stages import After, Before
+    from .stages.cache import CacheStage
     from .state import SQLStore
 
 RequestHook = Callable[["Gateway", "RequestContext"], Awaitable[None]]
@@ -74,6 +77,12 @@ class Gateway:
         self.change_listeners: list[Callable[[str, str], Any]] = []
         self.store: SQLStore | None = None  # lockgate.state.SQLStore, opened in start()
         self.governance: Governance | None = None  # lockgate.governance.Governance, created in start() after the store
+        # the stages around the provider call (stages/; accounting is always there), started in start()
+        self.before_stages: list[Before]
+        self.after_stages: list[After]
+        self.before_stages, self.after_stages = stages.build(self)
+        # the response cache (stages/cache.py) when litellm_settings.cache is on: /cache/* administer it
+        self.cache: CacheStage | None = next((s for s in self.before_stages if s.name == "cache"), None)  # type: ignore[assignment]
 
     def new_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""
@@ -100,11 +109,15 @@ class Gateway:
 
             self.plugins = Plugins(self)
             await self.plugins.start()
+        for stage in self.before_stages:
+            await getattr(stage, "start", _nothing)()
         self.health = HealthChecks(self)
         if self.settings.background_health_checks:
             self.health.start_background(self.settings.health_check_interval)
 
     async def close(self) -> None:
+        for stage in self.before_stages:
+            await getattr(stage, "close", _nothing)()
         if self.plugins is not None:
             await self.plugins.close()  # queued success / failure events delivered first
         if self.governance is not None:
@@ -120,3 +133,7 @@ class Gateway:
         if self.store is not None:
             await self.store.close()
         await self.upstream.close()
+
+
+async def _nothing() -> None:
+    return None

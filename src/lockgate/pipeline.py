@@ -6,10 +6,11 @@
     pre_request    plugin hooks (docs/plugins.md): may rewrite the body or refuse; a new model is authorized again
     admit          rate limits, parallel slots, budgets: one counters call (one Redis round trip)
     route          model name -> model group (rules, aliases, wildcards), client fallbacks
+    answer early   the stages' ``before`` (stages/: a response-cache hit answers here, without the call)
     call           attempts: pick a deployment, forward, retry / fall back, answer in the client's dialect
-    account        usage -> metrics -> access log; spend journaled (before the last bytes, see
-                   governance.Grant.finish), counters settled; post_response / on_error hooks (their
-                   exceptions, and accounting's own, are logged and counted: never the client's problem)
+    after          the stages' ``after``, accounting last: usage -> metrics -> access log; spend journaled
+                   (before the last bytes, see governance.Grant.finish), counters settled; post_response /
+                   on_error hooks (their exceptions, and a stage's own, are logged: never the client's problem)
 
 Each stage is a short function taking the gateway and the request context.
 """
@@ -18,13 +19,10 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
-from time import perf_counter
-from typing import Any
 
 import orjson
 
-from . import attempts, tokens
+from . import attempts
 from .context import RequestContext
 from .errors import AuthenticationError, BadRequest, LockgateError
 from .gateway import Gateway
@@ -55,7 +53,8 @@ async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, 
             await pre_request(gw, ctx)
         await admit(gw, ctx)
         route(gw, ctx)
-        await attempts.call(gw, ctx, send, receive)
+        if not (gw.before_stages and await answer_early(gw, ctx, send, receive)):
+            await attempts.call(gw, ctx, send, receive)
     except LockgateError as err:
         error = err
         await respond_error(gw, ctx, send, err)
@@ -64,10 +63,12 @@ async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, 
         error = LockgateError(f"internal error (request {ctx.request_id})")
         await respond_error(gw, ctx, send, error)
     finally:
-        try:
-            await account(gw, ctx, error)
-        except Exception as exc:
-            log.exception("request %s: accounting failed: %s", ctx.request_id, type(exc).__name__)
+        for stage in gw.after_stages:
+            try:
+                await stage.after(gw, ctx, error)
+            except Exception as exc:
+                log.exception("request %s: the %s stage failed: %s", ctx.request_id, stage.name,
+                              type(exc).__name__)
 
 
 def presented_key(headers: dict[str, str]) -> str | None:
@@ -151,6 +152,14 @@ def route(gw: Gateway, ctx: RequestContext) -> None:
         ctx.request_fallbacks = fallbacks
 
 
+async def answer_early(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> bool:
+    """The stages' ``before``, in order: the first that answers (a cache hit) ends the request here."""
+    for stage in gw.before_stages:
+        if await stage.before(gw, ctx, send, receive):
+            return True
+    return False
+
+
 async def respond_error(gw: Gateway, ctx: RequestContext, send: Send, err: LockgateError) -> None:
     ctx.error_kind = err.kind
     if ctx.status:  # the answer had already started (a stream): nothing more to send
@@ -178,61 +187,3 @@ def common_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-lockgate-retries", str(ctx.retries).encode()))
         headers.append((b"x-lockgate-fallbacks", str(ctx.fallbacks).encode()))
     return headers
-
-
-async def account(gw: Gateway, ctx: RequestContext, error: LockgateError | None = None) -> None:
-    m = gw.metrics
-    provider = ctx.provider.name if ctx.provider else "none"
-    model = ctx.model if ctx.deployment else "unknown"
-    total = perf_counter() - ctx.started
-    ttft = ctx.first_token_at - ctx.started if ctx.first_token_at is not None else None
-    m.observe_request(model, provider, ctx.status, total, ctx.upstream_seconds, ttft)
-    if gw.governance is not None:
-        await gw.governance.account(ctx)  # spend journaled (if not yet), counters settled, slots released
-    if ctx.usage is None and ctx.status == 200 and ctx.deployment is not None and ctx.route in tokens.ROUTES:
-        # rare (the provider reported no usage): counted in a thread, after the slots were released
-        ctx.usage = await tokens.estimate_missing_usage(ctx.body, ctx.deployment.model)
-    usage = ctx.usage or {}
-    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
-    m.observe_tokens(model, prompt, completion, ctx.error_kind)
-    record = _access_record(ctx, provider, total, prompt, completion)
-    if ctx.grant is not None:
-        record["cost"] = ctx.grant.cost
-    gw.access_log.write(record)
-    if ctx.error_kind:
-        for on_error in gw.hooks.on_error:
-            await _isolated(gw, ctx, "on_error", on_error, error)
-    else:
-        for post_response in gw.hooks.post_response:
-            await _isolated(gw, ctx, "post_response", post_response)
-
-
-async def _isolated(gw: Gateway, ctx: RequestContext, where: str, hook: Callable[..., Awaitable[None]],
-                    *args: Any) -> None:
-    """One after-the-answer hook; its exception is logged and counted, never raised."""
-    try:
-        await hook(gw, ctx, *args)
-    except Exception as exc:  # noqa: BLE001
-        name = getattr(hook, "__qualname__", type(hook).__name__)
-        gw.metrics.plugin_error(name, where, "exception")
-        log.warning("request %s: %s hook %s raised %s", ctx.request_id, where, name, type(exc).__name__)
-
-
-def _access_record(ctx: RequestContext, provider: str, total: float, prompt: int, completion: int) -> dict[str, Any]:
-    return {
-        "request_id": ctx.request_id,
-        "route": ctx.route,
-        "model": ctx.model or None,
-        "provider": provider,
-        "deployment": ctx.deployment.id if ctx.deployment else None,
-        "status": ctx.status,
-        "stream": ctx.stream,
-        "passthrough": ctx.passthrough,
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "latency_ms": round(total * 1000, 3),
-        "upstream_ms": round(ctx.upstream_seconds * 1000, 3),
-        "overhead_ms": round(max(0.0, total - ctx.upstream_seconds) * 1000, 3),
-        "ttft_ms": round((ctx.first_token_at - ctx.started) * 1000, 3) if ctx.first_token_at else None,
-        "error": ctx.error_kind,
-    }

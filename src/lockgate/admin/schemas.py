@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -54,6 +54,7 @@ class KeyFields(LimitFields):
     model_tpm_limit: dict[str, int] | None = None
     allowed_routes: list[str] | None = None
     allowed_ips: list[str] | None = None
+    allowed_cache_controls: list[Literal["no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"]] | None = None
 
     _check_key_duration = field_validator("duration")(lambda cls, v: _duration(v))
 

@@ -432,8 +432,10 @@ class Governance:
 
     def _record(self, ctx: RequestContext, grant: Grant) -> SpendRecord | None:
         dep = ctx.deployment
-        if dep is None or ctx.route in NO_COST_ROUTES:
+        if ctx.route in NO_COST_ROUTES:
             return None
+        if dep is None:
+            return self._hit_record(ctx, grant) if ctx.cache_hit is not None else None
         usage = ctx.usage
         prices = self.prices
         price = prices.get((dep.id, dep.model))
@@ -471,6 +473,34 @@ class Governance:
             usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0,
             (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
             cost, ctx.status or 500, self._text(end - (perf_counter() - ctx.started)), self._text(end), metadata,
+        )
+
+    def _hit_record(self, ctx: RequestContext, grant: Grant) -> SpendRecord | None:
+        """A response-cache hit: no provider spend, no tokens; the row says what it saved."""
+        hit = ctx.cache_hit
+        assert hit is not None
+        grant.cost = 0.0
+        if not ctx.stream:
+            ctx.response_headers.append((b"x-lockgate-response-cost", b"0.0"))
+        if self.writer is None:
+            return None
+        p = ctx.principal
+        end = time()
+        end_user = ctx.body.get("user")
+        meta: dict[str, Any] = {"stream": ctx.stream, "cache_hit": True, "cache_key": hit.key,
+                                "saved_cost": hit.cost, "saved_tokens": hit.tokens, "semantic": hit.semantic}
+        if isinstance(p, Principal):
+            key = p.key
+            api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
+            org_id = key.organization_id or (p.organization.id if p.organization else None)
+            meta["key_alias"] = key.key_alias
+        else:
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
+        return SpendRecord(
+            ctx.request_id, api_key, user_id, team_id, org_id,
+            end_user if isinstance(end_user, str) and end_user else None,
+            ctx.model, hit.model, None, "cache", ctx.route, 0, 0, 0, 0.0, ctx.status or 200,
+            self._text(end - (perf_counter() - ctx.started)), self._text(end), orjson.dumps(meta).decode(),
         )
 
     async def _settle_remote(self, ctx: RequestContext, grant: Grant, record: SpendRecord | None) -> None:

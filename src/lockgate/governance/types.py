@@ -52,6 +52,7 @@ class KeyRecord:
     model_spend: dict[str, float] = field(default_factory=dict)
     allowed_routes: list[str] = field(default_factory=list)  # empty = all model routes
     allowed_ips: list[str] = field(default_factory=list)  # IPs or CIDRs; empty = any
+    allowed_cache_controls: list[str] | None = None  # per-request cache controls it may use; None = any
     expires: datetime | None = None
     blocked: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)

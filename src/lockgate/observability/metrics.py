@@ -98,6 +98,20 @@ class Metrics:
             "lockgate_plugin_errors", "Plugin hook failures by plugin, hook and error (exception/timeout/dropped)",
             ["plugin", "hook", "error"], registry=reg,
         )
+        self.cache_requests = Counter(
+            "lockgate_cache_requests", "Response-cache lookups by result (hit, semantic-hit, miss, bypass)",
+            ["result"], registry=reg,
+        )
+        self.cache_saved_cost = Counter(
+            "lockgate_cache_saved_cost", "Provider spend (USD) that cache hits saved", registry=reg,
+        )
+        self.cache_saved_tokens = Counter(
+            "lockgate_cache_saved_tokens", "Provider tokens that cache hits saved", registry=reg,
+        )
+        self.cache_stores = Counter(
+            "lockgate_cache_stores", "Answers offered to the cache by outcome (stored, incomplete, too_large)",
+            ["outcome"], registry=reg,
+        )
         self._collectors: list[object] = []
         self._tallies: list[_Tally] = []
         self._children: dict[tuple[str, str, int], tuple[_Tally, ...]] = {}
@@ -173,6 +187,14 @@ class Metrics:
             children[1].count += completion
         if error_kind:
             self.errors.labels(error_kind).inc()
+
+    def observe_cache(self, result: str, saved_cost: float = 0.0, saved_tokens: int = 0) -> None:
+        """One cache verdict (only with the cache configured: counted directly)."""
+        self.cache_requests.labels(result).inc()
+        if saved_cost:
+            self.cache_saved_cost.inc(saved_cost)
+        if saved_tokens:
+            self.cache_saved_tokens.inc(saved_tokens)
 
     def plugin_error(self, plugin: str, hook: str, error: str) -> None:
         """A plugin hook raised, timed out or an event was dropped (rare: counted directly)."""

@@ -106,6 +106,7 @@ class Key(LimitsMixin, Base):
     model_tpm_limit: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     allowed_routes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     allowed_ips: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    allowed_cache_controls: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # None/[]: any
     expires: Mapped[datetime | None]
 
 

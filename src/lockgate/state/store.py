@@ -124,6 +124,7 @@ def key_record_of(row: Key, model_spend: dict[str, float]) -> KeyRecord:
         model_max_budget=dict(row.model_max_budget or {}), model_rpm_limit=dict(row.model_rpm_limit or {}),
         model_tpm_limit=dict(row.model_tpm_limit or {}), model_spend=model_spend,
         allowed_routes=list(row.allowed_routes or []), allowed_ips=list(row.allowed_ips or []),
+        allowed_cache_controls=list(row.allowed_cache_controls) if row.allowed_cache_controls else None,
         expires=row.expires, blocked=bool(row.blocked), metadata=dict(row.metadata_ or {}),
     )
 

@@ -1,0 +1,82 @@
+"""Stages around the provider call: one ordered list, built in one place (``build``).
+
+The pipeline runs, after ``route``:
+
+    before   each stage in order; a stage may rewrite ``ctx.body`` or answer itself (a cache hit):
+             the first one that answers ends the list and the provider is not called
+    call     attempts.call (skipped when a stage answered)
+    after    each stage in reverse order, once the answer went out (or failed): accounting last
+
+A stage that reads the answer registers a tap on ``ctx.taps`` in its ``before``: the tap gets the bytes
+the client gets, as they go (the whole body of a non-streamed answer, each chunk of a stream), so a
+same-dialect passthrough stays byte-faithful.  ``ctx.complete`` then says whether the answer ran to its
+end (a stream: its last event sent and the client still there).  A request with no tap pays nothing.
+
+Adding a stage: a class with ``name`` and ``async before(gw, ctx, send, receive) -> bool`` (True: it answered), or
+``async after(gw, ctx, error)``, or both; a factory in ``FACTORIES`` that returns None when the stage is not
+configured (then it costs nothing), and its place in ``ORDER``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..context import RequestContext
+    from ..errors import LockgateError
+    from ..gateway import Gateway
+    from ..http import Receive, Send
+
+Tap = Callable[[bytes], None]
+
+
+class Stage(Protocol):
+    name: str
+
+
+class Before(Stage, Protocol):
+    async def before(self, gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -> bool:
+        """Before the provider call; True when the stage answered the client itself (through ``send``)."""
+        ...
+
+
+class After(Stage, Protocol):
+    async def after(self, gw: Gateway, ctx: RequestContext, error: LockgateError | None) -> None:
+        """After the answer went out (or failed); exceptions are logged and counted by the pipeline."""
+        ...
+
+
+def _cache(gw: Gateway) -> Stage | None:
+    if gw.settings.cache is None:
+        return None
+    from .cache import CacheStage
+
+    return CacheStage(gw, gw.settings.cache)
+
+
+def _accounting(gw: Gateway) -> Stage | None:
+    from .accounting import Accounting
+
+    return Accounting()
+
+
+# the order of the stages (``before`` runs in this order, ``after`` in reverse: accounting sees everything)
+ORDER: tuple[str, ...] = ("accounting", "cache")
+FACTORIES: dict[str, Callable[[Gateway], Stage | None]] = {"accounting": _accounting, "cache": _cache}
+
+
+def build(gw: Gateway) -> tuple[list[Before], list[After]]:
+    """The configured stages' ``before`` list (in order) and ``after`` list (in reverse order); a stage
+    whose factory returns None is in neither."""
+    before: list[Before] = []
+    after: list[After] = []
+    for name in ORDER:
+        stage = FACTORIES[name](gw)
+        if stage is None:
+            continue
+        if hasattr(stage, "before"):
+            before.append(stage)  # type: ignore[arg-type]
+        if hasattr(stage, "after"):
+            after.insert(0, stage)  # type: ignore[arg-type]
+    return before, after
