@@ -323,6 +323,10 @@ CASES = [
     ("spend/logs other user", lambda w, r: ("GET", "/spend/logs", {"user_id": w.other_user}), READERS),
     ("global/spend/report", lambda w, r: ("GET", "/global/spend/report", {"group_by": "team"}), READERS),
     ("audit/logs", lambda w, r: ("GET", "/audit/logs", {}), READERS),
+    ("cache/ping", lambda w, r: ("GET", "/cache/ping", {}), ADMINS),
+    ("cache/delete", lambda w, r: ("POST", "/cache/delete", {"keys": ["master/0"]}), ADMINS),
+    ("cache/flush", lambda w, r: ("POST", "/cache/flush", {"scope": "team:none"}), ADMINS),
+    ("cache/flushall", lambda w, r: ("POST", "/cache/flushall", {}), ADMINS),
 ]
 
 

@@ -79,6 +79,7 @@ def gateway_settings(database_url: str | None) -> dict:
         "model_list": [{"model_name": "mock-model",
                         "litellm_params": {"model": "mock/mock-model", "mock_response": "hello"}}],
         "general_settings": {"master_key": MASTER_KEY},
+        "litellm_settings": {"cache": True},  # the /cache/* routes are part of the role matrix
     }
     if database_url:
         config["general_settings"]["database_url"] = database_url
