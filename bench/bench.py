@@ -37,7 +37,13 @@ HOST = "127.0.0.1"
 MASTER_KEY = "sk-bench-master"
 GW_CORE = "0"
 LOAD_CORE = "1"
-ALL_TARGETS = ["direct", "forwarder", "lockgate", "litellm"]
+ALL_TARGETS = ["direct", "forwarder", "lockgate", "lockgate-cache-hit", "lockgate-varied", "lockgate-cache-miss",
+               "litellm"]
+# BENCH_CACHE=1 (run.sh --cache): the response-cache columns, measured with lockgate
+CACHE_TARGETS = ["lockgate-cache-hit", "lockgate-varied", "lockgate-cache-miss"]
+CACHED = {"lockgate-cache-hit", "lockgate-cache-miss"}  # run with litellm_settings.cache (type local)
+VARIED = {"lockgate-varied", "lockgate-cache-miss"}  # every request's body is unique (a counter in the user message)
+VARY_MARK = "@@VARY@@"
 
 GOALS = {  # Lockgate performance targets (added = lockgate minus direct)
     "added_p50_ms": 0.35,
@@ -101,9 +107,11 @@ _USER = ("Summarise in two sentences why a reverse proxy in front of several lan
          "not use bullet points or headings in the answer.")
 
 
-def request_body(model: str, stream: bool) -> bytes:
+def request_body(model: str, stream: bool, vary: bool = False) -> bytes:
+    """vary: the user message starts with VARY_MARK, replaced per request by a unique token (Varying)."""
+    user = VARY_MARK + _USER if vary else _USER
     body = {"model": model,
-            "messages": [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": _USER}],
+            "messages": [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}],
             "temperature": 0.2, "max_tokens": 128}
     if stream:
         body["stream"] = True
@@ -280,15 +288,34 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
-def write_lua(path: str, body: bytes, key: str | None) -> None:
+def write_lua(path: str, body: bytes, key: str | None, tag: str | None = None) -> None:
+    """tag: body is a request_body(vary=True) template; every request gets "<tag>-<counter> " at the mark
+    (fixed width, so every body has the same length; a new tag per wrk run keeps runs apart)."""
     lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
     if key:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
     text = body.decode()
     assert "]==]" not in text
-    lines.append(f"wrk.body = [==[{text}]==]")
+    if tag is None:
+        lines.append(f"wrk.body = [==[{text}]==]")
+    else:
+        pre, post = text.split(VARY_MARK)
+        lines += [f"local pre = [==[{pre}{tag}-]==]", f"local post = [==[{post}]==]", "local n = 0",
+                  "request = function()", "  n = n + 1",
+                  '  return wrk.format(nil, nil, nil, pre .. string.format("%09d ", n) .. post)', "end"]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
+
+
+class Varying:
+    """Unique bodies from a request_body(vary=True) template, for the Python clients."""
+
+    def __init__(self, template: bytes, tag: str):
+        self.pre, self.post = template.split(VARY_MARK.encode())
+        self.pre += tag.encode() + b"-"
+
+    def __call__(self, i: int) -> bytes:
+        return self.pre + b"%09d " % i + self.post
 
 
 def run_wrk(url: str, script: str, conns: int, duration: str, log_path: str) -> dict:
@@ -367,7 +394,7 @@ http {{
     return p
 
 
-def write_gateway_config(path: str, upstream_port: int, deployments: int = 1) -> None:
+def write_gateway_config(path: str, upstream_port: int, deployments: int = 1, cache: bool = False) -> None:
     # BENCH_DEPLOYMENTS > 1: the plain model group has that many deployments (routing is exercised)
     plain = "".join(f"""  - model_name: bench-model
     litellm_params: {{model: openai/bench-model, api_base: http://{HOST}:{upstream_port}/v1, api_key: sk-upstream}}
@@ -378,6 +405,8 @@ def write_gateway_config(path: str, upstream_port: int, deployments: int = 1) ->
     litellm_params: {{model: openai/bench-stream, api_base: http://{HOST}:{upstream_port}/stream/v1, api_key: sk-upstream}}
 general_settings: {{master_key: {MASTER_KEY}}}
 """
+    if cache:  # the response cache, in process (docs/caching.md)
+        text += "litellm_settings: {cache: true, cache_params: {type: local}}\n"
     with open(path, "w") as f:
         f.write(text)
 
@@ -388,7 +417,7 @@ general_settings: {{master_key: {MASTER_KEY}}}
 
 def gateway_argv(target: str, args, config: str, port: int, upstream_port: int) -> tuple[list[str], dict]:
     env = dict(os.environ)
-    if target == "lockgate":
+    if target == "lockgate" or target in CACHE_TARGETS:
         return (["taskset", "-c", GW_CORE, args.lockgate_bin, "serve", "--config", config,
                  "--host", HOST, "--port", str(port), "--workers", "1"], env)
     if target == "forwarder":  # the floor: raw ASGI + pyreqwest, no features (forwarder.py)
@@ -428,6 +457,39 @@ def virtual_key(port: int) -> str:
     return data["key"]
 
 
+_CACHE_METRIC = re.compile(r'^lockgate_cache_(requests|stores)_total\{(?:result|outcome)="([\w-]+)"\} ([\d.e+]+)$', re.M)
+
+
+def cache_metrics(port: int) -> dict:
+    """The response cache's counters from /metrics: {"requests": {result: n}, "stores": {outcome: n}}."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    conn.request("GET", "/metrics", headers={"Authorization": f"Bearer {MASTER_KEY}"})
+    resp = conn.getresponse()
+    text = resp.read().decode(errors="replace")
+    conn.close()
+    out: dict = {"requests": {}, "stores": {}}
+    for kind, label, value in _CACHE_METRIC.findall(text):
+        out[kind][label] = int(float(value))
+    return out
+
+
+def check_cache(target: str, res: dict) -> str | None:
+    """A cache column measures what its name says: hit, every request after the first two (one plain, one
+    streamed) a hit; miss, no hit at all. The reason it does not, or None."""
+    probe, m = res.get("cache_probe", {}), _get(res, "cache_metrics", "requests") or {}
+    if target == "lockgate-cache-hit":
+        if probe.get("plain") != "hit" or probe.get("stream") != "hit":
+            return f"the probe requests were not hits: {probe}"
+        if m.get("miss", 0) > 2 or m.get("bypass", 0) or not m.get("hit"):
+            return f"not every request was a hit: {m}"
+    elif target == "lockgate-cache-miss":
+        if probe.get("plain") != "miss" or probe.get("stream") != "miss":
+            return f"the probe requests were not misses: {probe}"
+        if m.get("hit", 0) or m.get("bypass", 0) or not m.get("miss"):
+            return f"not every request was a miss: {m}"
+    return None
+
+
 def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: int, config: str) -> dict:
     log_path = os.path.join(workdir, f"{target}.log")
     wrk_log = os.path.join(workdir, f"wrk-{target}.log")
@@ -441,6 +503,8 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
         port = free_port()
         path_plain = path_stream = "/v1/chat/completions"
         auth = True
+        if target in CACHED:
+            config = config.replace(".yaml", "-cache.yaml")
         argv, env = gateway_argv(target, args, config, port, upstream_port)
         print(f"[{target}] starting: {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
@@ -464,38 +528,70 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
             print(f"[{target}] requests use a virtual key with rpm, tpm, parallel and budget limits", flush=True)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        plain = request_body("bench-model", False)
-        stream = request_body("bench-stream", True)
-        lua_plain = os.path.join(workdir, f"{target}-plain.lua")
-        lua_stream = os.path.join(workdir, f"{target}-stream.lua")
-        write_lua(lua_plain, plain, key)
-        write_lua(lua_stream, stream, key)
+        vary = target in VARIED
+        plain = request_body("bench-model", False, vary)
+        stream = request_body("bench-stream", True, vary)
+        runs = iter(range(1, 1000))
+
+        def lua(kind: str) -> str:
+            """The wrk script of one run; a varying body gets a tag of its own in every run."""
+            if not vary:
+                path = os.path.join(workdir, f"{target}-{kind}.lua")
+                if not os.path.exists(path):
+                    write_lua(path, plain if kind == "plain" else stream, key)
+                return path
+            n = next(runs)
+            path = os.path.join(workdir, f"{target}-{kind}-{n}.lua")
+            write_lua(path, plain if kind == "plain" else stream, key, tag=f"w{n}")
+            return path
+
+        def one(body: bytes, tag: str) -> bytes:
+            return Varying(body, tag)(0) if vary else body
+
         url_plain = f"http://{HOST}:{port}{path_plain}"
         url_stream = f"http://{HOST}:{port}{path_stream}"
 
         # sanity: one request of each kind must succeed and look right
-        st, _, body, _, _ = sc.one_request(HOST, port, path_plain, plain, headers)
+        st, hdrs, body, _, _ = sc.one_request(HOST, port, path_plain, one(plain, "sanity"), headers)
         if st != 200 or b'"choices"' not in body:
             raise RuntimeError(f"{target}: sanity request failed: {st} {body[:300]!r}")
-        st, _, body, _, _ = sc.one_request(HOST, port, path_stream, stream, headers)
+        first = {"plain": hdrs.get("x-lockgate-cache")}
+        st, hdrs, body, _, _ = sc.one_request(HOST, port, path_stream, one(stream, "sanity"), headers)
         if st != 200 or b"[DONE]" not in body or body.count(b'"content"') < STREAM_CHUNKS:
             raise RuntimeError(f"{target}: sanity stream request failed: {st} {body[:300]!r}")
+        first["stream"] = hdrs.get("x-lockgate-cache")
         res["response_bytes"] = len(body)
+        if target in CACHED:
+            # the probe: the same request again (hit column) or another unique one (miss column)
+            tag = "probe"
+            _, hdrs, _, _, _ = sc.one_request(HOST, port, path_plain, one(plain, tag), headers)
+            probe = {"plain": hdrs.get("x-lockgate-cache")}
+            _, hdrs, _, _, _ = sc.one_request(HOST, port, path_stream, one(stream, tag), headers)
+            probe["stream"] = hdrs.get("x-lockgate-cache")
+            res["cache_first"], res["cache_probe"] = first, probe
+            print(f"[{target}] x-lockgate-cache: first {first}, probe {probe}", flush=True)
 
         print(f"[{target}] warm-up {args.warmup}", flush=True)
-        run_wrk(url_plain, lua_plain, args.connections, args.warmup, wrk_log)
-        run_wrk(url_stream, lua_stream, args.connections, args.warmup, wrk_log)
+        run_wrk(url_plain, lua("plain"), args.connections, args.warmup, wrk_log)
+        run_wrk(url_stream, lua("stream"), args.connections, args.warmup, wrk_log)
 
         print(f"[{target}] latency, 1 connection, {args.duration}", flush=True)
-        res["c1"] = run_wrk(url_plain, lua_plain, 1, args.duration, wrk_log)
+        res["c1"] = run_wrk(url_plain, lua("plain"), 1, args.duration, wrk_log)
         print(f"[{target}] throughput, {args.connections} connections, {args.duration}", flush=True)
-        res["cN"] = run_wrk(url_plain, lua_plain, args.connections, args.duration, wrk_log)
+        res["cN"] = run_wrk(url_plain, lua("plain"), args.connections, args.duration, wrk_log)
         print(f"[{target}] streaming, 1 connection, {args.stream_requests} sequential requests", flush=True)
         res["stream_c1"] = sc.measure_stream(HOST, port, path_stream, stream, headers,
                                              n=args.stream_requests, warmup=args.stream_warmup,
-                                             expect_chunks=STREAM_CHUNKS)
+                                             expect_chunks=STREAM_CHUNKS,
+                                             body_for=Varying(stream, "s") if vary else None)
         print(f"[{target}] streamed throughput, {args.connections} connections, {args.duration}", flush=True)
-        res["stream_cN"] = run_wrk(url_stream, lua_stream, args.connections, args.duration, wrk_log)
+        res["stream_cN"] = run_wrk(url_stream, lua("stream"), args.connections, args.duration, wrk_log)
+        if target in CACHED:
+            res["cache_metrics"] = cache_metrics(port)
+            bad = check_cache(target, res)
+            res["cache_check"] = {"pass": bad is None, "reason": bad}
+            print(f"[{target}] cache counters {res['cache_metrics']}"
+                  + (f"  !!! {bad}" if bad else ""), flush=True)
 
         if proc is not None:
             if proc.poll() is not None:
@@ -550,6 +646,8 @@ def build_rows(results: dict) -> list[tuple[str, dict]]:
             return "FAILED"
         if any(_get(r, k, "errors") for k in ("c1", "cN", "stream_c1", "stream_cN")):
             return "ERRORS!"
+        if r.get("cache_check") and not r["cache_check"]["pass"]:
+            return "CACHE?"
         return "ok"
 
     row("status", status)
@@ -627,6 +725,43 @@ def over_forwarder(r: dict, fwd: dict) -> dict:
             "rps_ratio": ratio("cN", "rps"), "streamed_rps_ratio": ratio("stream_cN", "rps")}
 
 
+def compare(r: dict, base: dict, direct: dict) -> dict:
+    """One column against another of the same run: ratios first (requests/s; the added latencies, each
+    minus direct), then the differences in ms."""
+    def val(d, *keys):
+        return _get(d, *keys)
+
+    def added(d, *keys):
+        a, b = val(d, *keys), val(direct, *keys)
+        return None if a is None or b is None else a - b
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    def diff(a, b):
+        return None if a is None or b is None else a - b
+
+    out = {"rps_ratio": ratio(val(r, "cN", "rps"), val(base, "cN", "rps")),
+           "streamed_rps_ratio": ratio(val(r, "stream_cN", "rps"), val(base, "stream_cN", "rps"))}
+    for name, keys in (("added_p50", ("c1", "p50_ms")), ("added_p99", ("c1", "p99_ms")),
+                       ("added_ttft", ("stream_c1", "ttft_p50_ms")),
+                       ("added_stream_total", ("stream_c1", "total_p50_ms"))):
+        out[f"{name}_ratio"] = ratio(added(r, *keys), added(base, *keys))
+    for name, keys in (("p50_c1_ms", ("c1", "p50_ms")), ("p99_c1_ms", ("c1", "p99_ms")),
+                       ("ttft_ms", ("stream_c1", "ttft_p50_ms")), ("stream_total_ms", ("stream_c1", "total_p50_ms"))):
+        out[name] = diff(val(r, *keys), val(base, *keys))
+    return out
+
+
+CACHE_COMPARISONS = [  # (name in the JSON, column, against)
+    ("hit_over_forwarder", "lockgate-cache-hit", "forwarder"),
+    ("hit_over_lockgate", "lockgate-cache-hit", "lockgate"),
+    ("miss_over_varied", "lockgate-cache-miss", "lockgate-varied"),
+    ("miss_over_lockgate", "lockgate-cache-miss", "lockgate"),
+    ("varied_over_lockgate", "lockgate-varied", "lockgate"),
+]
+
+
 def machine_info() -> dict:
     cpu = None
     try:
@@ -656,10 +791,18 @@ def main() -> int:
     ap.add_argument("--startup-timeout", type=float, default=float(os.environ.get("BENCH_STARTUP_TIMEOUT", "180")))
     ap.add_argument("--lockgate-bin", default=os.environ.get("LOCKGATE_BIN", os.path.join(REPO, ".venv/bin/lockgate")))
     ap.add_argument("--litellm-bin", default=os.environ.get("LITELLM_BIN", os.path.join(HERE, ".litellm-venv/bin/litellm")))
+    ap.add_argument("--cache", action="store_true", default=os.environ.get("BENCH_CACHE") == "1",
+                    help="with lockgate: also the response-cache columns (BENCH_CACHE=1)")
     ap.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", os.path.join(HERE, "results", "latest.json")))
     args = ap.parse_args()
 
-    targets = [t for t in ALL_TARGETS if t in args.targets.split(",")]
+    wanted = args.targets.split(",")
+    if args.cache:
+        if "lockgate" in wanted:
+            wanted += CACHE_TARGETS
+        else:
+            print("warning: --cache / BENCH_CACHE=1 needs the lockgate target; ignored", file=sys.stderr)
+    targets = [t for t in ALL_TARGETS if t in wanted]
     if "direct" not in targets:
         targets.insert(0, "direct")  # the baseline is always measured
     if (os.cpu_count() or 1) >= 2:
@@ -677,6 +820,9 @@ def main() -> int:
         print(f"[upstream] nginx on {HOST}:{upstream_port}", flush=True)
         config = os.path.join(args.workdir, "gateway-config.yaml")
         write_gateway_config(config, upstream_port, int(os.environ.get("BENCH_DEPLOYMENTS", "1")))
+        if any(t in CACHED for t in targets):
+            write_gateway_config(config.replace(".yaml", "-cache.yaml"), upstream_port,
+                                 int(os.environ.get("BENCH_DEPLOYMENTS", "1")), cache=True)
         for t in targets:
             try:
                 results[t] = bench_target(t, args, procs, args.workdir, upstream_port, config)
@@ -690,7 +836,7 @@ def main() -> int:
         procs.stop_all()
 
     versions = {"nginx": tool_version(["nginx", "-v"]), "wrk": tool_version(["wrk", "-v"])}
-    if "lockgate" in targets:
+    if any(t.startswith("lockgate") for t in targets):
         versions["lockgate"] = tool_version([args.lockgate_bin, "--version"])
     if "litellm" in targets:
         versions["litellm"] = tool_version([os.path.join(os.path.dirname(args.litellm_bin), "python"), "-c",
@@ -714,6 +860,16 @@ def main() -> int:
     if "lockgate" in results and "forwarder" in results:
         report["lockgate_over_forwarder"] = over_forwarder(results["lockgate"], results["forwarder"])
 
+    if args.cache and "lockgate" in targets:
+        report["settings"]["cache"] = {"config": "litellm_settings: {cache: true, cache_params: {type: local}}",
+                                       "varied_request_bytes": len(Varying(request_body("bench-model", False, True),
+                                                                           "w1")(1))}
+        report["cache_comparisons"] = {
+            name: compare(results[a], results[b], results.get("direct", {}))
+            for name, a, b in CACHE_COMPARISONS
+            if a in results and b in results and not results[a].get("failed") and not results[b].get("failed")}
+        report["cache_checks"] = {t: results[t].get("cache_check") for t in CACHED if t in results}
+
     table = render_table(results, args.connections)
     print()
     print(table)
@@ -736,13 +892,25 @@ def main() -> int:
         print("\nLockgate over the bare forwarder (the floor on this machine):")
         for k, v in o.items():
             print(f"  {k:24s} {'-' if v is None else format(v, '+.3f' if k.endswith('_ms') else '.2f'):>10s}")
+    if report.get("cache_comparisons"):
+        print("\nResponse cache, ratios (requests/s at c=%d; added = minus direct, at c=1 or streamed c=1):"
+              % args.connections)
+        keys = ["rps_ratio", "added_p50_ratio", "added_p99_ratio", "streamed_rps_ratio", "added_ttft_ratio",
+                "added_stream_total_ratio"]
+        w = max(len(n) for n in report["cache_comparisons"])
+        print("  " + " " * w + "".join(f"{k.replace('_ratio', ''):>20s}" for k in keys))
+        for name, c in report["cache_comparisons"].items():
+            print("  " + name.ljust(w) + "".join(f"{'-' if c[k] is None else format(c[k], '.2f'):>20s}" for k in keys))
+    bad_cache = {t: c["reason"] for t, c in (report.get("cache_checks") or {}).items() if c and not c["pass"]}
+    for t, why in bad_cache.items():
+        print(f"\n!!! {t}: {why} - the column does not measure what its name says", flush=True)
     report["table_markdown"] = render_table(results, args.connections, markdown=True)
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")
     print(f"\nwrote {args.output}")
-    return 1 if failures or flagged else 0
+    return 1 if failures or flagged or bad_cache else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #   bench/run.sh --only lockgate   # direct + forwarder + lockgate (skips LiteLLM and its install)
 #   bench/run.sh --only litellm    # direct + litellm only
 #   (forwarder: the featureless raw-ASGI + pyreqwest floor, bench/forwarder.py; measured with lockgate)
+#   bench/run.sh --only lockgate --cache   # + the response-cache columns (same as BENCH_CACHE=1)
 #
 # Environment:
 #   BENCH_DURATION        wrk duration per measurement (default 10s)
@@ -13,6 +14,7 @@
 #   BENCH_STREAM_REQUESTS sequential streamed requests measured (default 300, after BENCH_STREAM_WARMUP=50)
 #   BENCH_DEPLOYMENTS     deployments in the plain model group (default 1)
 #   BENCH_VIRTUAL_KEY     1: Lockgate requests use a virtual key with rpm, tpm, parallel and budget limits
+#   BENCH_CACHE           1: with lockgate, also lockgate-cache-hit, lockgate-varied, lockgate-cache-miss
 #   LOCKGATE_BIN          lockgate executable (default <repo>/.venv/bin/lockgate)
 #   BENCH_OUTPUT          JSON output (default bench/results/latest.json)
 # See bench/README.md.
@@ -29,7 +31,8 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "--only needs a value (lockgate, litellm, or a comma list)" >&2; exit 2; }
       TARGETS="direct,$2"; shift 2 ;;
     --only=*) TARGETS="direct,${1#--only=}"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --cache) export BENCH_CACHE=1; shift ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done

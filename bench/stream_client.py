@@ -161,13 +161,19 @@ def _pct(sorted_vals, p):
 
 
 def measure_stream(host: str, port: int, path: str, body: bytes, headers: dict,
-                   n: int = 300, warmup: int = 30, expect_chunks: int = 20) -> dict:
-    """Sequential streamed requests on one keep-alive connection."""
+                   n: int = 300, warmup: int = 30, expect_chunks: int = 20, body_for=None) -> dict:
+    """Sequential streamed requests on one keep-alive connection.
+
+    body_for: if given, request i sends body_for(i) instead of body (built before the clock starts).
+    """
     raw = build_request(host, port, path, body, headers)
     conn = Conn(host, port)
     ttft, total, errors, first_error = [], [], 0, None
+    cache: dict = {}  # x-lockgate-cache values seen, when the gateway sends the header
     try:
         for i in range(warmup + n):
+            if body_for is not None:
+                raw = build_request(host, port, path, body_for(i), headers)
             try:
                 status, hdrs, rbody, t_first, t_end = conn.request(raw)
             except (OSError, EOFError, ValueError) as e:
@@ -181,6 +187,8 @@ def measure_stream(host: str, port: int, path: str, body: bytes, headers: dict,
                 errors += 1
                 first_error = first_error or f"status {status}, body {rbody[:200]!r}"
                 continue
+            if "x-lockgate-cache" in hdrs:
+                cache[hdrs["x-lockgate-cache"]] = cache.get(hdrs["x-lockgate-cache"], 0) + 1
             if i >= warmup:
                 ttft.append(t_first * 1000.0)
                 total.append(t_end * 1000.0)
@@ -198,6 +206,7 @@ def measure_stream(host: str, port: int, path: str, body: bytes, headers: dict,
         "total_p50_ms": statistics.median(total) if total else None,
         "total_p90_ms": _pct(total, 90),
         "total_p99_ms": _pct(total, 99),
+        **({"cache": cache} if cache else {}),
     }
 
 

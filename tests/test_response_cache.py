@@ -311,3 +311,100 @@ def test_purge_is_admin_only_and_confined(cached):
     assert _chat(cached, marker).headers["x-lockgate-cache"] == "miss"
     assert httpx.post(cached.url + "/cache/flushall", headers=ADMIN).json()["status"] == "success"
     assert _chat(cached, marker).headers["x-lockgate-cache"] == "miss"
+
+
+def test_hits_take_no_tokens_from_the_tpm_limit(cached):
+    key = _team_key(cached, None, tpm_limit=120)  # a request reserves ~its prompt, then settles 18 tokens
+    marker = "tpm-" + uuid.uuid4().hex
+    assert _chat(cached, marker, key=key).headers["x-lockgate-cache"] == "miss"
+    for _ in range(15):  # 15 x 18 tokens would be far over the limit if hits counted
+        assert _chat(cached, marker, key=key).headers["x-lockgate-cache"] == "hit"
+    assert _chat(cached, "fresh " + marker, key=key).headers["x-lockgate-cache"] == "miss"
+
+
+# ---------------------------------------------------------------- Redis: shared by instances, fail-open
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis server of this test's own (it is killed mid-test), on a free port."""
+    import subprocess
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "private redis-server did not start"
+            time.sleep(0.05)
+    yield proc, port
+    proc.kill()
+    proc.wait(5)
+
+
+def _redis_cached(mocks, tmp, port: int, namespace: str):
+    config = gateway_config(mocks)
+    config["litellm_settings"] = {"cache": True, "cache_params": {
+        "type": "redis", "host": "127.0.0.1", "port": port, "namespace": namespace, "ttl": 600}}
+    return start_gateway(config, tmp)
+
+
+def test_two_instances_share_the_redis_cache_and_flush_stays_in_its_namespace(mocks, tmp_path, private_redis):
+    import redis
+
+    _proc, port = private_redis
+    client = redis.Redis(port=port)
+    client.set("lockgate:k:abc:rpm:1", "7")  # what else lives in the same Redis: counters
+    client.set("other-app:thing", "x")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _redis_cached(mocks, tmp_path / "a", port, "ns1")
+    b = _redis_cached(mocks, tmp_path / "b", port, "ns1")
+    try:
+        marker = "shared-" + uuid.uuid4().hex
+        assert _chat(a, marker).headers["x-lockgate-cache"] == "miss"
+        hit = _chat(b, marker)
+        assert hit.headers["x-lockgate-cache"] == "hit"
+        assert _upstream(mocks, "openai", marker) == 1
+        assert any(k.startswith(b"ns1:lockgate:cache:master/") for k in client.keys("*"))
+        flushed = httpx.post(b.url + "/cache/flushall", headers=ADMIN).json()
+        assert flushed["deleted"] >= 1
+        assert client.get("lockgate:k:abc:rpm:1") == b"7" and client.get("other-app:thing") == b"x"
+        assert _chat(a, marker).headers["x-lockgate-cache"] == "miss"
+    finally:
+        for gw in (a, b):
+            gw.process.terminate()
+            gw.process.wait(10)
+
+
+def test_a_redis_outage_is_a_bypass_never_an_error(mocks, tmp_path, private_redis):
+    proc, port = private_redis
+    gw = _redis_cached(mocks, tmp_path, port, "ns2")
+    try:
+        marker = "outage-" + uuid.uuid4().hex
+        _chat(gw, marker)
+        assert _chat(gw, marker).headers["x-lockgate-cache"] == "hit"
+        proc.kill()
+        proc.wait(5)
+        started = time.monotonic()
+        for _ in range(5):
+            resp = _chat(gw, marker)
+            assert resp.status_code == 200 and resp.parse().choices[0].message.content
+            assert resp.headers["x-lockgate-cache"] == "bypass"
+        assert time.monotonic() - started < 5  # no per-request wait on the dead server
+        ping = httpx.get(gw.url + "/cache/ping", headers=ADMIN)
+        assert ping.status_code == 503 and "cache" in ping.json()["error"]["message"]
+        assert gw.log().count("cache") >= 1  # logged (once), never a traceback
+        assert "Traceback" not in gw.log()
+    finally:
+        gw.process.terminate()
+        gw.process.wait(10)

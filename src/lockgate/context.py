@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .governance.enforcement import Grant
     from .governance.types import Principal
     from .providers import Provider
-    from .stages import Tap
+    from .stages import Finisher, Tap
     from .stages.cache import CacheFill, CacheHit
 
 
@@ -45,6 +45,7 @@ class RequestContext:
     error_kind: str | None = None
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     taps: list[Tap] | None = None  # stages reading the answer's bytes (stages/__init__.py); None: no tap
+    finishers: list[Finisher] | None = None  # stages' work before the answer's last bytes (stages/__init__.py)
     complete: bool = False  # the answer ran to its end (a stream: last event sent, client still there)
     cache_result: str | None = None  # the cache stage's verdict: hit, miss, bypass, semantic-hit
     cache_hit: CacheHit | None = None  # what a cache hit replayed (accounting, the spend record)

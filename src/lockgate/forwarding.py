@@ -32,7 +32,7 @@ from .transport.sse import encode_event
 
 if TYPE_CHECKING:
     from .config import Deployment
-    from .stages import Tap
+    from .stages import Finisher, Tap
 
 log = logging.getLogger("lockgate")
 
@@ -254,11 +254,29 @@ def send_answer(send: Send, ctx: RequestContext, body: bytes) -> Awaitable[None]
         if ctx.rewrite is not None:
             body = ctx.rewrite(body)
     ctx.complete = True
-    if ctx.grant is not None:
-        pending = ctx.grant.finish(ctx)
-        if pending is not None:
-            return _send_after(pending, send, ctx, body)
+    pending = _before_end(ctx)
+    if pending is not None:
+        return _send_after(pending, send, ctx, body)
     return send_bytes(send, 200, body, _headers(ctx))
+
+
+def _before_end(ctx: RequestContext) -> Awaitable[None] | None:
+    """What must be done before an answer's last bytes: the spend journaled (``Grant.finish``; with shared
+    counters, their settle round trip), then the stages' finishers (the cache stores the answer), so the
+    client's next request already sees both."""
+    pending = ctx.grant.finish(ctx) if ctx.grant is not None else None
+    if ctx.finishers is None:
+        return pending
+    return _finish_all(pending, ctx.finishers)
+
+
+async def _finish_all(pending: Awaitable[None] | None, finishers: list[Finisher]) -> None:
+    if pending is not None:
+        await pending
+    for finisher in finishers:
+        more = finisher()
+        if more is not None:
+            await more
 
 
 async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext, body: bytes) -> None:
@@ -267,11 +285,12 @@ async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext,
 
 
 async def send_stream(send: Send, receive: Receive, ctx: RequestContext, events: AsyncIterator[bytes]) -> None:
-    """A streamed 200: the events as they come (through the stages' taps, if any); the spend journaled
-    after the last event, before the response's end.  ``ctx.complete``: it ran to its end."""
+    """A streamed 200: the events as they come (through the stages' taps, if any); after the last event,
+    before the response's end, what ``_before_end`` gives (only when the events ran to their end).
+    ``ctx.complete``: it ran to its end."""
     if ctx.taps is not None:
         events = _tapped(events, ctx.taps)
-    finish = None if ctx.grant is None else (lambda: ctx.grant.finish(ctx))  # type: ignore[union-attr]
+    finish = None if ctx.grant is None and ctx.finishers is None else (lambda: _before_end(ctx))
     ctx.complete = await stream_events(send, receive, 200, _headers(ctx), events, finish)
 
 
@@ -512,6 +531,21 @@ async def _embeddings(gw: Gateway, ctx: RequestContext, send: Send) -> None:
     ctx.usage = result.get("usage")
     ctx.status = 200
     await send_answer(send, ctx, orjson.dumps(result))
+
+
+async def embed_texts(gw: Gateway, ctx: RequestContext) -> dict[str, Any]:
+    """The OpenAI-shaped embeddings result of ``ctx.body`` from the bound deployment, sent nowhere (the
+    semantic cache's embeddings through a deployment of the config)."""
+    dep, provider = ctx.deployment, ctx.provider
+    assert dep is not None and provider is not None
+    if provider.local:
+        return provider.embed(ctx.body, dep)  # type: ignore[attr-defined]
+    if ctx.passthrough:
+        return _json(await _post(gw, ctx, provider.embeddings_url(dep), {**ctx.body, "model": dep.model}))
+    if provider.embeddings_per_input(dep):
+        return await _embeddings_per_input(gw, ctx)
+    raw = await _post(gw, ctx, provider.embeddings_url(dep), provider.embeddings_request(ctx.body, dep))
+    return provider.embeddings_response(_json(raw), dep, ctx.model)
 
 
 async def _embeddings_per_input(gw: Gateway, ctx: RequestContext) -> dict[str, Any]:

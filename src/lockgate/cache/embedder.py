@@ -74,7 +74,8 @@ def package_dir(package: str) -> Path:
     """Where an installed package's files are, without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the semantic cache's local model needs the {package!r} package (pip install {package})")
+        raise FileNotFoundError(f"the semantic cache's local model needs the {package!r} package "
+                                f"(pip install {package})")
     return Path(next(iter(spec.submodule_search_locations)))
 
 

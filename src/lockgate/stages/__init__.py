@@ -9,8 +9,11 @@ The pipeline runs, after ``route``:
 
 A stage that reads the answer registers a tap on ``ctx.taps`` in its ``before``: the tap gets the bytes
 the client gets, as they go (the whole body of a non-streamed answer, each chunk of a stream), so a
-same-dialect passthrough stays byte-faithful.  ``ctx.complete`` then says whether the answer ran to its
-end (a stream: its last event sent and the client still there).  A request with no tap pays nothing.
+same-dialect passthrough stays byte-faithful.  A stage that must act once the whole answer is known, before
+the client sees its end (the cache stores it, so the client's next request already hits), appends a
+finisher to ``ctx.finishers``: called only when the answer ran to its end, after the spend is journaled.
+``ctx.complete`` then says whether the answer ran to its end (a stream: its last event sent and the client
+still there).  A request with no tap and no finisher pays nothing.
 
 Adding a stage: a class with ``name`` and ``async before(gw, ctx, send, receive) -> bool`` (True: it answered), or
 ``async after(gw, ctx, error)``, or both; a factory in ``FACTORIES`` that returns None when the stage is not
@@ -19,7 +22,7 @@ configured (then it costs nothing), and its place in ``ORDER``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from ..http import Receive, Send
 
 Tap = Callable[[bytes], None]
+# run before an answer's last bytes, only when it ran to its end (after the spend is journaled)
+Finisher = Callable[[], Awaitable[None] | None]
 
 
 class Stage(Protocol):

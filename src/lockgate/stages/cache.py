@@ -3,9 +3,11 @@
 ``before``: the request's key (cache/keys.py: the canonical whole request, route, model group, stream
 flag, tenant scope), the per-request controls, a lookup; a hit is replayed as it was first sent (the same
 bytes: a stream as the same events) and the provider is not called.  On a miss a tap collects the answer
-as the client gets it.  ``after``: an answer that completed (200, ran to its end, a natural finish: stop
-or tool calls) is stored; an error, a truncated, cut or aborted answer never is.  Embeddings are cached
-per input item; a partial hit asks the provider only for the missing items.
+as the client gets it, and a finisher stores it before its last bytes (so the client's next request already
+hits): only an answer that completed (200, ran to its end, a natural finish: stop or tool calls) is stored;
+an error, a truncated, cut or aborted answer never is.  Embeddings are cached per input item; a partial hit
+asks the provider only for the missing items.  With a semantic type, a miss of the exact key looks for an
+equivalent earlier prompt (cache/queries.py, cache/semantic.py) before calling the provider.
 
 A backend failure is a bypass for ``OUTAGE_BYPASS_S`` (counted, logged once by the backend), never an
 error for the client.  docs/caching.md.
@@ -25,14 +27,15 @@ from .. import forwarding
 from ..cache.backends import CacheBackend, make_backend
 from ..cache.embeddings import EmbeddingsFill, assemble, item_keys
 from ..cache.keys import Controls, read_controls, request_key, scope_of
+from ..cache.queries import semantic_query
 from ..governance.cost import price_for
 
 if TYPE_CHECKING:
     import redis.asyncio
 
+    from ..cache.semantic import SemanticIndex, SemanticQuery
     from ..cache.settings import CacheSettings
     from ..context import RequestContext
-    from ..errors import LockgateError
     from ..gateway import Gateway
     from ..http import Receive, Send
 
@@ -73,6 +76,7 @@ class CacheFill:
 
     key: str
     ttl: float
+    semantic: SemanticQuery | None = None  # added to the semantic index once stored
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
 
@@ -115,20 +119,52 @@ class CacheStage:
         self.redis: redis.asyncio.Redis | None = None
         self.backend: CacheBackend = make_backend("local", max_bytes=settings.max_bytes)
         self.namespace = (settings.namespace + ":" if settings.namespace else "") + NAMESPACE
+        self.semantic: SemanticIndex | None = None
+        self._gw = gw
         self._down_until = 0.0
 
     async def start(self) -> None:
-        if not self.settings.shared:
-            return
-        import redis.asyncio
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+        s = self.settings
+        if s.shared:
+            import redis.asyncio
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
-        assert self.settings.redis_url is not None
-        self.redis = redis.asyncio.from_url(self.settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                            retry=Retry(NoBackoff(), 0), health_check_interval=30)
-        self.backend = make_backend("redis", max_bytes=self.settings.max_bytes, redis_client=self.redis,
-                                    namespace=self.namespace)
+            assert s.redis_url is not None
+            self.redis = redis.asyncio.from_url(s.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                                retry=Retry(NoBackoff(), 0), health_check_interval=30)
+            self.backend = make_backend("redis", max_bytes=s.max_bytes, redis_client=self.redis,
+                                        namespace=self.namespace)
+        if s.semantic:
+            from ..cache.embedder import DeploymentEmbedder, Embedder, LocalEmbedder
+            from ..cache.semantic import SemanticIndex
+
+            embedder: Embedder
+            if s.embedding_model:
+                self._gw.router.deployments(s.embedding_model)  # an unknown group fails at start
+                embedder = DeploymentEmbedder(self._embed_with_deployment, name=s.embedding_model)
+            else:
+                local = LocalEmbedder()
+                await local.warm()  # loaded now (~0.1 s), not in the first request's time
+                embedder = local
+            self.semantic = SemanticIndex(
+                embedder, threshold=s.similarity_threshold, max_entries_per_scope=s.max_entries_per_scope,
+                max_turns=s.max_turns, embed_timeout_s=s.embed_timeout_s, redis=self.redis,
+                redis_prefix=self.namespace, ttl_s=s.ttl)
+
+    async def _embed_with_deployment(self, texts: list[str]) -> list[list[float]]:
+        """Embeddings from the first deployment of ``embedding_model`` (one vector space)."""
+        from ..context import RequestContext
+        from ..dialects import openai_chat
+
+        gw, group = self._gw, self.settings.embedding_model
+        assert group is not None
+        ctx = RequestContext(request_id=gw.new_request_id(), route="embeddings", dialect=openai_chat, headers={})
+        ctx.model = ctx.model_group = group
+        ctx.body = {"model": group, "input": texts}
+        forwarding.bind(gw, ctx, gw.router.deployments(group)[0])
+        result = await forwarding.embed_texts(gw, ctx)
+        return [d["embedding"] for d in sorted(result["data"], key=lambda d: d.get("index", 0))]
 
     async def close(self) -> None:
         if self.redis is not None:
@@ -157,12 +193,28 @@ class CacheStage:
                     await self._replay(gw, ctx, send, receive, key, entry, age)
                     return True
             result = "miss" if monotonic() >= self._down_until else "bypass"
+        query = semantic_query(ctx, scope + (f"/{controls.namespace}" if controls.namespace else "")) \
+            if self.semantic is not None else None
+        if query is not None and result == "miss" and await self._semantic_hit(gw, ctx, send, receive, query,
+                                                                               controls):
+            return True
         self._verdict(gw, ctx, result)
         if not controls.no_store:
-            fill = CacheFill(key, controls.ttl if controls.ttl is not None else s.ttl)
-            ctx.cache_fill = fill
-            ctx.taps = [*(ctx.taps or ()), fill.tap]
+            fill = CacheFill(key, controls.ttl if controls.ttl is not None else s.ttl, query)
+            self._collect(gw, ctx, fill)
         return False
+
+    def _collect(self, gw: Gateway, ctx: RequestContext, fill: CacheFill | EmbeddingsFill) -> None:
+        """Tap the answer; store it before its last bytes, so the client's next request already hits."""
+        ctx.cache_fill = fill
+        ctx.taps = [*(ctx.taps or ()), fill.tap]
+        ctx.finishers = [*(ctx.finishers or ()), lambda: self._store_safely(gw, ctx)]
+
+    async def _store_safely(self, gw: Gateway, ctx: RequestContext) -> None:
+        try:
+            await self._store(gw, ctx)
+        except Exception as exc:  # noqa: BLE001 - the answer goes out whatever happens to its copy
+            log.warning("request %s: the answer could not be cached (%s)", ctx.request_id, type(exc).__name__)
 
     async def _replay(self, gw: Gateway, ctx: RequestContext, send: Send, receive: Receive, key: str,
                       entry: Entry, age: float, semantic: bool = False) -> None:
@@ -177,6 +229,23 @@ class CacheStage:
         else:
             await forwarding.send_answer(send, ctx, entry.chunks[0] if entry.chunks else b"")
 
+    async def _semantic_hit(self, gw: Gateway, ctx: RequestContext, send: Send, receive: Receive,
+                            query: SemanticQuery, controls: Controls) -> bool:
+        assert self.semantic is not None
+        found = await self.semantic.lookup(query)
+        if found is None:
+            return False
+        key, _score = found
+        raw = await self._checked(self.backend.get(key))
+        if raw is None:  # the answer expired or was deleted before its vector
+            return False
+        entry = Entry.decode(raw)
+        age = max(0.0, time() - entry.created)
+        if controls.s_maxage is not None and age > controls.s_maxage:
+            return False
+        await self._replay(gw, ctx, send, receive, key, entry, age, semantic=True)
+        return True
+
     def _verdict(self, gw: Gateway, ctx: RequestContext, result: str, cost: float = 0.0, tokens: int = 0) -> None:
         ctx.cache_result = result
         ctx.response_headers.append((b"x-lockgate-cache", result.encode()))
@@ -190,11 +259,12 @@ class CacheStage:
             self._down_until = monotonic() + OUTAGE_BYPASS_S
         return value
 
-    # ------------------------------------------------------------------ after the answer
+    # ------------------------------------------------------------------ once the answer is whole
 
-    async def after(self, gw: Gateway, ctx: RequestContext, error: LockgateError | None) -> None:
+    async def _store(self, gw: Gateway, ctx: RequestContext) -> None:
+        """An answer that ran to its end (a finisher: called only then): stored if it finished by itself."""
         fill = ctx.cache_fill
-        if fill is None or error is not None or ctx.status != 200 or not ctx.complete or ctx.error_kind:
+        if fill is None or ctx.status != 200 or ctx.error_kind:
             return
         if fill.size > MAX_ENTRY_BYTES:
             gw.metrics.cache_stores.labels("too_large").inc()
@@ -209,6 +279,8 @@ class CacheStage:
                       _cost(ctx), _tokens(ctx.usage), ctx.deployment.model if ctx.deployment else None)
         await self._checked(self.backend.set(fill.key, entry.encode(), fill.ttl))
         gw.metrics.cache_stores.labels("stored").inc()
+        if fill.semantic is not None and self.semantic is not None:
+            await self.semantic.add(fill.semantic, fill.key)
 
     # ------------------------------------------------------------------ embeddings, per input item
 
@@ -237,8 +309,7 @@ class CacheStage:
         if hits:
             ctx.body = {**ctx.body, "input": [item for item, v in zip(items, found, strict=True) if v is None]}
             ctx.rewrite = fill.merge  # the provider's answer for the missing items, merged with the hits
-        ctx.cache_fill = fill
-        ctx.taps = [*(ctx.taps or ()), fill.tap]
+        self._collect(gw, ctx, fill)
         return False
 
     async def _store_embeddings(self, gw: Gateway, ctx: RequestContext, fill: EmbeddingsFill) -> None:
@@ -254,6 +325,8 @@ class CacheStage:
         return await self.backend.delete(keys)
 
     async def flush(self, scope: str | None = None) -> int:
+        if self.semantic is not None:
+            await self.semantic.purge(scope)
         return await self.backend.flush(scope)
 
     async def ping(self) -> bool:

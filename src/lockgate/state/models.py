@@ -106,8 +106,9 @@ class Key(LimitsMixin, Base):
     model_tpm_limit: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     allowed_routes: Mapped[list[Any]] = mapped_column(JSON, default=list)
     allowed_ips: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    allowed_cache_controls: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)  # None/[]: any
     expires: Mapped[datetime | None]
+    # migration 0003 (added last, so a new database's column order is the migrated one's)
+    allowed_cache_controls: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True, sort_order=1000)  # None/[]: any
 
 
 class KeyModelSpend(Base):
