@@ -19,14 +19,26 @@ from tests.conftest import MASTER_KEY, gateway_config, start_gateway
 ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def cached(mocks, tmp_path_factory):
+@pytest.fixture(scope="module", params=["local", "redis"])
+def cached(request, mocks, tmp_path_factory):
+    """One gateway with the cache in process, one with it in Redis (the shared Redis, a namespace of its own)."""
     config = gateway_config(mocks)
-    config["litellm_settings"] = {"drop_params": True, "cache": True, "cache_params": {"type": "local", "ttl": 600}}
+    params: dict = {"type": request.param, "ttl": 600}
+    namespace = "test-" + uuid.uuid4().hex[:10]
+    if request.param == "redis":
+        params.update(host="127.0.0.1", port=6379, namespace=namespace)
+    config["litellm_settings"] = {"drop_params": True, "cache": True, "cache_params": params}
     gw = start_gateway(config, tmp_path_factory.mktemp("cached"))
     yield gw
     gw.process.terminate()
     gw.process.wait(10)
+    if request.param == "redis":
+        import redis
+
+        client = redis.Redis()
+        keys = list(client.scan_iter(match=namespace + ":*"))
+        if keys:
+            client.delete(*keys)
 
 
 def _upstream(mocks, provider: str, marker: str) -> int:
@@ -311,6 +323,26 @@ def test_purge_is_admin_only_and_confined(cached):
     assert _chat(cached, marker).headers["x-lockgate-cache"] == "miss"
     assert httpx.post(cached.url + "/cache/flushall", headers=ADMIN).json()["status"] == "success"
     assert _chat(cached, marker).headers["x-lockgate-cache"] == "miss"
+
+
+def test_default_off_caches_only_the_requests_that_ask(mocks, tmp_path):
+    config = gateway_config(mocks)
+    config["litellm_settings"] = {"cache": True, "cache_params": {"mode": "default_off",
+                                                                  "supported_call_types": ["acompletion"]}}
+    gw = start_gateway(config, tmp_path)
+    try:
+        marker = "off-" + uuid.uuid4().hex
+        assert "x-lockgate-cache" not in _chat(gw, marker).headers
+        assert "x-lockgate-cache" not in _chat(gw, marker).headers
+        opt_in = {"extra_body": {"cache": {"use-cache": True}}}
+        assert _chat(gw, marker, **opt_in).headers["x-lockgate-cache"] == "miss"
+        assert _chat(gw, marker, **opt_in).headers["x-lockgate-cache"] == "hit"
+        embed = _oai(gw).embeddings.with_raw_response.create(model="openai-embed", input=["x"],
+                                                              extra_body={"cache": {"use-cache": True}})
+        assert "x-lockgate-cache" not in embed.headers  # not a supported call type here
+    finally:
+        gw.process.terminate()
+        gw.process.wait(10)
 
 
 def test_hits_take_no_tokens_from_the_tpm_limit(cached):

@@ -31,7 +31,8 @@ class CacheConfigError(ValueError):
 
 @dataclass
 class CacheSettings:
-    type: str = "local"  # local | redis | local-semantic | redis-semantic (qdrant-semantic: redis-semantic here)
+    type: str = "local"  # local | redis | local-semantic | redis-semantic (qdrant-semantic: redis-semantic
+    # when a Redis is configured, else local-semantic)
     ttl: float = 3600.0  # seconds an answer is kept (a request's cache.ttl may change it)
     namespace: str = ""  # Redis keys: <namespace:>lockgate:cache:<scope>/<digest>
     mode: str = "default_on"  # default_on: every request; default_off: only requests with cache: {use-cache: true}
@@ -48,7 +49,7 @@ class CacheSettings:
 
     @property
     def shared(self) -> bool:
-        return self.type.startswith("redis") or self.type.startswith("qdrant")
+        return self.redis_url is not None
 
 
 def parse(enabled: Any, params: Any, gateway_redis: str | None, warnings: list[str]) -> CacheSettings | None:
@@ -64,7 +65,8 @@ def parse(enabled: Any, params: Any, gateway_redis: str | None, warnings: list[s
         raise CacheConfigError(f"litellm_settings.cache_params.type: {kind!r} is not one of {', '.join(TYPES)}")
     if kind == "qdrant-semantic":
         warnings.append("litellm_settings.cache_params.type qdrant-semantic: served by the built-in semantic "
-                        "index (vectors in Redis when Redis is configured, else in process); qdrant_* ignored")
+                        "index (answers and vectors in Redis when a Redis is configured, else in process); "
+                        "qdrant_* ignored")
     mode = str(params.get("mode") or "default_on")
     if mode not in ("default_on", "default_off"):
         raise CacheConfigError(f"litellm_settings.cache_params.mode: {mode!r} is not default_on or default_off")
@@ -72,6 +74,11 @@ def parse(enabled: Any, params: Any, gateway_redis: str | None, warnings: list[s
     if scope not in ("team", "key", "global"):
         raise CacheConfigError(f"litellm_settings.cache_params.scope: {scope!r} is not team, key or global")
     settings = CacheSettings(type=kind, mode=mode, scope=scope, semantic=kind.endswith("semantic"))
+    if not kind.startswith("local"):
+        settings.redis_url = _redis_url(params) or gateway_redis
+        if settings.redis_url is None and kind.startswith("redis"):
+            raise CacheConfigError(f"litellm_settings.cache_params.type {kind}: no Redis (set cache_params "
+                                   "host/port/password or redis_url, or general_settings.redis_url)")
     ttl = params.get("ttl", params.get("default_in_redis_ttl" if settings.shared else "default_in_memory_ttl"))
     if ttl is not None:
         settings.ttl = _positive(ttl, "ttl")
@@ -88,11 +95,6 @@ def parse(enabled: Any, params: Any, gateway_redis: str | None, warnings: list[s
         settings.routes = frozenset(routes)
     if "max_size_mb" in params:
         settings.max_bytes = int(_positive(params["max_size_mb"], "max_size_mb") * 1024 * 1024)
-    if settings.shared:
-        settings.redis_url = _redis_url(params) or gateway_redis
-        if settings.redis_url is None:
-            raise CacheConfigError(f"litellm_settings.cache_params.type {kind}: no Redis (set cache_params "
-                                   "host/port/password or redis_url, or general_settings.redis_url)")
     if "similarity_threshold" in params:
         threshold = float(params["similarity_threshold"])
         if not 0 < threshold <= 1:
