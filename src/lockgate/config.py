@@ -277,6 +277,11 @@ def redis_url(general: dict[str, Any], router: dict[str, Any]) -> str | None:
     port = router.get("redis_port") or general.get("redis_port") or os.environ.get("REDIS_PORT") or 6379
     password = router.get("redis_password") or general.get("redis_password") or os.environ.get("REDIS_PASSWORD")
     username = router.get("redis_username") or general.get("redis_username") or os.environ.get("REDIS_USERNAME")
+    return redis_url_of(host, port, username, password)
+
+
+def redis_url_of(host: Any, port: Any, username: Any, password: Any) -> str:
+    """``redis://user:password@host:port/0``, the username and password percent-encoded."""
     auth = ""
     if username or password:
         auth = quote(str(username or ""), safe="") + (":" + quote(str(password), safe="") if password else "") + "@"

@@ -8,14 +8,14 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .cache.embeddings import EmbeddingsFill
+    from .cache.fill import CacheFill
     from .config import Deployment
     from .dialects import FrontDoor
     from .governance.enforcement import Grant
     from .governance.types import Principal
     from .providers import Provider
     from .stages import Finisher, Tap
-    from .stages.cache import CacheFill, CacheHit
+    from .stages.cache import CacheHit
 
 
 @dataclass(slots=True)
@@ -49,7 +49,7 @@ class RequestContext:
     complete: bool = False  # the answer ran to its end (a stream: last event sent, client still there)
     cache_result: str | None = None  # the cache stage's verdict: hit, miss, bypass, semantic-hit
     cache_hit: CacheHit | None = None  # what a cache hit replayed (accounting, the spend record)
-    cache_fill: CacheFill | EmbeddingsFill | None = None  # a miss the cache stage collects
+    cache_fill: CacheFill | None = None  # a miss the cache stage collects
     rewrite: Callable[[bytes], bytes] | None = None  # a stage's rewrite of a non-streamed answer (after the taps)
     grant: Grant | None = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
 

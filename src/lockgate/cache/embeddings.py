@@ -14,12 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .fill import CacheFill
 from .keys import item_key
 
 if TYPE_CHECKING:
     from ..context import RequestContext
-
-MAX_ENTRY_BYTES = 8 * 1024 * 1024
 
 
 def item_keys(ctx: RequestContext, scope: str, items: list[Any], namespace: str) -> list[str]:
@@ -46,22 +45,13 @@ def assemble(ctx: RequestContext, items: list[Any], found: list[bytes | None]) -
 
 
 @dataclass(slots=True)
-class EmbeddingsFill:
+class EmbeddingsFill(CacheFill):
     """A request with items to store (and, on a partial hit, vectors to merge into the answer)."""
 
-    key: str
-    ttl: float
     keys: list[str] = field(default_factory=list)
     found: list[bytes | None] = field(default_factory=list)
     items: list[Any] = field(default_factory=list)
     store: bool = True
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def tap(self, data: bytes) -> None:
-        if self.size <= MAX_ENTRY_BYTES:
-            self.chunks.append(data)
-            self.size += len(data)
 
     def merge(self, body: bytes) -> bytes:
         """The provider's answer for the missing items -> the answer for every item, in order."""

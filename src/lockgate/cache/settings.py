@@ -127,9 +127,6 @@ def _redis_url(params: dict[str, Any]) -> str | None:
     host = params.get("host")
     if not host:
         return None
-    from urllib.parse import quote
+    from ..config import redis_url_of
 
-    port = params.get("port") or 6379
-    password, username = params.get("password"), params.get("username")
-    auth = f"{quote(str(username or ''), safe='')}:{quote(str(password), safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
+    return redis_url_of(host, params.get("port") or 6379, params.get("username"), params.get("password"))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from time import monotonic, perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ import orjson
 from .. import forwarding
 from ..cache.backends import CacheBackend, make_backend
 from ..cache.embeddings import EmbeddingsFill, assemble, item_keys
+from ..cache.fill import MAX_ENTRY_BYTES, CacheFill
 from ..cache.keys import Controls, read_controls, request_key, scope_of
 from ..cache.queries import semantic_query
 from ..governance.cost import price_for
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate.cache")
 
 OUTAGE_BYPASS_S = 2.0  # after a backend error, requests skip the cache this long (no timeout per request)
-MAX_ENTRY_BYTES = 8 * 1024 * 1024  # a longer answer is not stored
 NAMESPACE = "lockgate:cache:"
 
 # route -> (pattern of its finish markers, the values that mean a natural end)
@@ -68,22 +68,6 @@ class CacheHit:
     model: str | None
     age: float
     semantic: bool = False
-
-
-@dataclass(slots=True)
-class CacheFill:
-    """A miss being collected for the cache."""
-
-    key: str
-    ttl: float
-    semantic: SemanticQuery | None = None  # added to the semantic index once stored
-    chunks: list[bytes] = field(default_factory=list)
-    size: int = 0
-
-    def tap(self, data: bytes) -> None:
-        if self.size <= MAX_ENTRY_BYTES:
-            self.chunks.append(data)
-            self.size += len(data)
 
 
 @dataclass(slots=True)
@@ -204,7 +188,7 @@ class CacheStage:
             self._collect(gw, ctx, fill)
         return False
 
-    def _collect(self, gw: Gateway, ctx: RequestContext, fill: CacheFill | EmbeddingsFill) -> None:
+    def _collect(self, gw: Gateway, ctx: RequestContext, fill: CacheFill) -> None:
         """Tap the answer; store it before its last bytes, so the client's next request already hits."""
         ctx.cache_fill = fill
         ctx.taps = [*(ctx.taps or ()), fill.tap]
