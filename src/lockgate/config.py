@@ -21,6 +21,8 @@ import yaml
 
 from .cache import settings as cache_settings
 from .cache.settings import CacheSettings
+from .guardrails import config as guardrail_config
+from .guardrails.config import GuardrailSpec
 
 log = logging.getLogger("lockgate.config")
 
@@ -38,7 +40,7 @@ KNOWN_PARAMS = {
     # Bedrock and Vertex AI: kept in Deployment.extra
     "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_region_name",
     "aws_profile_name", "aws_bedrock_runtime_endpoint", "vertex_project", "vertex_location",
-    "vertex_credentials",
+    "vertex_credentials", "guardrails",
 }
 EXTRA_PARAM_PREFIXES = ("aws_", "vertex_")
 KNOWN_MODEL_INFO = {
@@ -68,7 +70,7 @@ KNOWN_LOCKGATE = {
 }
 KNOWN_TOP = {
     "model_list", "general_settings", "litellm_settings", "router_settings",
-    "environment_variables", "lockgate_settings",
+    "environment_variables", "lockgate_settings", "guardrails",
 }
 PARAMS_SENT_AS_DEFAULTS = ("max_tokens", "temperature", "top_p")
 
@@ -95,6 +97,7 @@ class Deployment:
     defaults: dict[str, Any] = field(default_factory=dict)  # params sent unless the client sets them
     model_info: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict, repr=False)  # provider-specific litellm_params (aws_*, vertex_*)
+    guardrails: list[str] = field(default_factory=list)  # litellm_params.guardrails: attached to this model
 
     def masked(self) -> dict[str, Any]:
         return {
@@ -152,6 +155,7 @@ class Settings:
     governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     cache: CacheSettings | None = None  # litellm_settings.cache + cache_params (docs/caching.md); None: off
+    guardrails: list[GuardrailSpec] = field(default_factory=list)  # the top-level guardrails: list
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
 
@@ -216,6 +220,13 @@ def from_dict(raw: dict[str, Any]) -> Settings:
                                      warnings)
     except cache_settings.CacheConfigError as exc:
         raise ConfigError(str(exc)) from None
+    try:
+        from .guardrails.registry import TYPES
+
+        guardrails = guardrail_config.parse(raw.get("guardrails"), frozenset(TYPES), warnings,
+                                            {name: t.fields for name, t in TYPES.items()})
+    except guardrail_config.GuardrailConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
         deployments=deployments,
         master_key=str(master_key) if master_key else None,
@@ -243,6 +254,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         governance=dict(ours.get("governance") or {}),
         plugins=_plugin_settings(litellm, ours, warnings),
         cache=cache,
+        guardrails=guardrails,
         warnings=warnings,
     )
 
@@ -369,6 +381,7 @@ def _deployment(index: int, entry: Any, warnings: list[str]) -> Deployment:
         defaults={k: params[k] for k in PARAMS_SENT_AS_DEFAULTS if k in params},
         model_info=info,
         extra={k: v for k, v in params.items() if k.startswith(EXTRA_PARAM_PREFIXES) and k in KNOWN_PARAMS},
+        guardrails=[str(g) for g in params.get("guardrails") or []],
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -13,8 +13,9 @@ if TYPE_CHECKING:
     from .dialects import FrontDoor
     from .governance.enforcement import Grant
     from .governance.types import Principal
+    from .guardrails.run import GuardRun
     from .providers import Provider
-    from .stages import Finisher, Tap
+    from .stages import ChunkFilter, Finisher, Tap
     from .stages.cache import CacheHit
 
 
@@ -50,7 +51,12 @@ class RequestContext:
     cache_result: str | None = None  # the cache stage's verdict: hit, miss, bypass, semantic-hit
     cache_hit: CacheHit | None = None  # what a cache hit replayed (accounting, the spend record)
     cache_fill: CacheFill | None = None  # a miss the cache stage collects
-    rewrite: Callable[[bytes], bytes] | None = None  # a stage's rewrite of a non-streamed answer (after the taps)
+    rewrites: list[Callable[[bytes], bytes]] | None = None  # stages' rewrites of a non-streamed answer (before taps)
+    gates: list[Awaitable[Any]] | None = None  # checks the answer waits for before its first byte (during_call)
+    chunk_filters: list[ChunkFilter] | None = None  # stages' filters over a translated stream's canonical chunks
+    force_translate: bool = False  # a stage needs canonical chunks: no passthrough for this request
+    guardrails: GuardRun | None = None  # this request's guardrails (results go to the spend log)
+    unmasked_body: dict[str, Any] | None = None  # the body as the client sent it, when a guardrail masked it
     grant: Grant | None = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
 
     def overhead_ms(self) -> float:

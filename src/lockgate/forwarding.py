@@ -32,7 +32,7 @@ from .transport.sse import encode_event
 
 if TYPE_CHECKING:
     from .config import Deployment
-    from .stages import Finisher, Tap
+    from .stages import ChunkFilter, Finisher, Tap
 
 log = logging.getLogger("lockgate")
 
@@ -43,7 +43,7 @@ def bind(gw: Gateway, ctx: RequestContext, dep: Deployment) -> None:
     ctx.deployment = dep
     ctx.provider = provider
     ctx.drop_params = gw.settings.drop_params
-    ctx.passthrough = passes_through(ctx, provider)
+    ctx.passthrough = passes_through(ctx, provider) and not ctx.force_translate
 
 
 def passes_through(ctx: RequestContext, provider: Any) -> bool:
@@ -248,11 +248,11 @@ def _headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
 def send_answer(send: Send, ctx: RequestContext, body: bytes) -> Awaitable[None]:
     """A non-streamed 200: spend journaled (and cost headers added) before the answer goes out; with
     shared counters, settled too (``Grant.finish`` then returns that round trip, awaited first)."""
+    if ctx.gates is not None or ctx.rewrites is not None:
+        return _send_checked(send, ctx, body)
     if ctx.taps is not None:
         for tap in ctx.taps:
             tap(body)
-        if ctx.rewrite is not None:
-            body = ctx.rewrite(body)
     ctx.complete = True
     pending = _before_end(ctx)
     if pending is not None:
@@ -279,6 +279,26 @@ async def _finish_all(pending: Awaitable[None] | None, finishers: list[Finisher]
             await more
 
 
+async def _send_checked(send: Send, ctx: RequestContext, body: bytes) -> None:
+    """The stages' gates awaited (during_call checks), then their rewrites (post_call checks, the cache's
+    embeddings merge); a refusal there replaces the answer with its error."""
+    try:
+        await _pass_gates(ctx)
+        for rewrite in ctx.rewrites or ():
+            body = rewrite(body)
+    except LockgateError:
+        ctx.status = 0  # nothing was sent: the error is the answer
+        raise
+    ctx.gates = ctx.rewrites = None
+    await send_answer(send, ctx, body)
+
+
+async def _pass_gates(ctx: RequestContext) -> None:
+    gates, ctx.gates = ctx.gates, None
+    for gate in gates or ():
+        await gate
+
+
 async def _send_after(pending: Awaitable[None], send: Send, ctx: RequestContext, body: bytes) -> None:
     await pending
     await send_bytes(send, 200, body, _headers(ctx))
@@ -288,6 +308,12 @@ async def send_stream(send: Send, receive: Receive, ctx: RequestContext, events:
     """A streamed 200: the events as they come (through the stages' taps, if any); after the last event,
     before the response's end, what ``_before_end`` gives (only when the events ran to their end).
     ``ctx.complete``: it ran to its end."""
+    if ctx.gates is not None:
+        try:
+            await _pass_gates(ctx)
+        except LockgateError:
+            ctx.status = 0  # nothing was sent: the error is the answer
+            raise
     if ctx.taps is not None:
         events = _tapped(events, ctx.taps)
     finish = None if ctx.grant is None and ctx.finishers is None else (lambda: _before_end(ctx))
@@ -481,8 +507,9 @@ async def _decoded(ctx: RequestContext, up: UpstreamStream, limit: int) -> Async
 async def _rendered(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) -> AsyncIterator[bytes]:
     """Canonical chunks rendered in the client's dialect, errors as a final event."""
     encoder = _encoder(ctx)
+    filters = ctx.chunk_filters
     try:
-        async for chunk in chunks:
+        async for chunk in chunks if filters is None else _filtered(chunks, filters):
             if chunk.get("usage"):
                 ctx.usage = chunk["usage"]
             data = encoder.encode(chunk)
@@ -496,6 +523,42 @@ async def _rendered(ctx: RequestContext, chunks: AsyncIterator[dict[str, Any]]) 
         yield encoder.error(err)
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _filtered(chunks: AsyncIterator[dict[str, Any]], filters: list[ChunkFilter]
+                    ) -> AsyncIterator[dict[str, Any]]:
+    """Canonical chunks through the stages' filters (guardrails on a stream), each may hold text back."""
+    async for chunk in chunks:
+        out = [chunk]
+        for f in filters:
+            out = [o for c in out for o in f.feed(c)]
+        for o in out:
+            yield o
+    tail: list[dict[str, Any]] = []
+    for f in filters:
+        tail = [o for c in tail for o in f.feed(c)] + f.finish()
+    for o in tail:
+        yield o
+
+
+async def rerendered(ctx: RequestContext, stored: list[bytes]) -> AsyncIterator[bytes]:
+    """A stored stream of the client's own dialect, decoded to canonical chunks and rendered again through
+    the stages' filters (a cached answer under output guardrails)."""
+    from .transport.sse import SSEParser
+
+    async def canonical() -> AsyncIterator[dict[str, Any]]:
+        decoder = ctx.dialect.stream_decoder()  # type: ignore[attr-defined]
+        parser = SSEParser()
+        for raw in stored:
+            for event, data in parser.feed(raw):
+                for chunk in decoder.feed(event, data):
+                    yield chunk
+        for event, data in parser.flush():
+            for chunk in decoder.feed(event, data):
+                yield chunk
+
+    async for data in _rendered(ctx, canonical()):
+        yield data
 
 
 def _encoder(ctx: RequestContext) -> Any:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .plugins.runner import Plugins
     from .stages import After, Before
     from .stages.cache import CacheStage
+    from .stages.guardrails import GuardrailStage
     from .state import SQLStore
 
 RequestHook = Callable[["Gateway", "RequestContext"], Awaitable[None]]
@@ -83,6 +84,8 @@ class Gateway:
         self.before_stages, self.after_stages = stages.build(self)
         # the response cache (stages/cache.py) when litellm_settings.cache is on: /cache/* administer it
         self.cache: CacheStage | None = next((s for s in self.before_stages if s.name == "cache"), None)  # type: ignore[assignment]
+        self.guardrails: GuardrailStage | None = next(  # type: ignore[assignment]
+            (s for s in self.before_stages if s.name == "guardrails"), None)
 
     def new_request_id(self) -> str:
         """32 hex characters: a random per-process prefix and a counter (no syscall per request)."""

@@ -64,7 +64,7 @@ def last_user_text(texts: list[str]) -> str:
 
 
 def trigger(text: str) -> str | None:
-    for name in ("TOOL", "429", "500", "400", "SLOW", "LONGSTREAM", "THINK"):
+    for name in ("TOOL", "429", "500", "400", "SLOW", "LONGSTREAM", "THINK", "ECHO"):
         if "TRIGGER_" + name in text:
             return name
     return None

@@ -166,6 +166,8 @@ def create_app(recorder: Recorder) -> web.Application:
         if body.get("stream"):
             return await _stream(request, recorder, body, what, agent)
         text = agent.text if agent is not None and agent.text is not None else MOCK_TEXT
+        if what == "ECHO":  # a model that repeats the prompt: what it received, as the client will see it
+            text = "You said: " + _last_user_text(body)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         finish = "stop"
         if what == "TOOL":
@@ -226,6 +228,8 @@ async def _stream(request: web.Request, recorder: Recorder, body: dict[str, Any]
             finish = "tool_calls"
         else:
             text = agent.text if agent is not None and agent.text is not None else MOCK_TEXT
+            if what == "ECHO":
+                text = "You said: " + _last_user_text(body)
             words = text.split(" ") if what != "LONGSTREAM" else ["w"] * 200
             for i, word in enumerate(words):
                 if what == "LONGSTREAM":

@@ -25,7 +25,7 @@ from ..errors import LockgateError
 from ..http import Receive, Scope, Send, read_body, send_bytes
 
 PREFIXES = ("/key/", "/team/", "/user/", "/organization/", "/customer/", "/spend/", "/global/", "/audit/",
-            "/docs/", "/cache/")
+            "/docs/", "/cache/", "/guardrails/")
 EXACT = ("/docs", "/openapi.json")
 # management bodies are small (a key, a team, a list of members): 1 MB, or less when
 # general_settings.max_request_size_mb is smaller

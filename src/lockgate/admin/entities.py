@@ -12,6 +12,7 @@ from ..errors import BadRequest, NotFound
 from .auth import INTERNAL_USER, Caller, authenticate
 from .common import audit_of, notify, paging, public, reset_spend
 from .schemas import (
+    METADATA_FIELDS,
     CustomerIds,
     CustomerNew,
     CustomerUpdate,
@@ -26,6 +27,7 @@ from .schemas import (
     UserDelete,
     UserNew,
     UserUpdate,
+    fold_into_metadata,
 )
 
 router = APIRouter()
@@ -103,7 +105,7 @@ PageSize = Query(50, ge=1, le=1000)
 @router.post("/team/new", tags=["teams"])
 async def team_new(body: TeamNew, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
     caller.require_admin("create teams")
-    fields = body.given("members_with_roles")
+    fields = fold_into_metadata(body.given("members_with_roles"), None)
     fields["team_id"] = fields.get("team_id") or str(uuid.uuid4())
     await _must_exist(request, "organization", fields.get("organization_id"), "organization_id")
     for i, member in enumerate(body.members_with_roles or []):
@@ -120,6 +122,8 @@ async def team_new(body: TeamNew, request: Request, caller: Caller = Depends(aut
 async def team_update(body: TeamUpdate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
     caller.require_admin("update teams")
     fields = body.given("team_id")
+    if any(name in fields for name in METADATA_FIELDS):
+        fields = fold_into_metadata(fields, (await _get(request, "team", body.team_id)).get("metadata"))
     await _must_exist(request, "organization", fields.get("organization_id"), "organization_id")
     row = await _update(request, caller, "team", body.team_id, fields)
     return {**public(row), "members_with_roles": await _store(request).members(body.team_id)}

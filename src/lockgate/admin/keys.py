@@ -13,7 +13,16 @@ from ..errors import BadRequest, NotFound
 from ..state import durations
 from .auth import INTERNAL_USER, Caller, authenticate, hash_key, token_hash_of
 from .common import audit_of, notify, paging, public, reset_spend
-from .schemas import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
+from .schemas import (
+    METADATA_FIELDS,
+    KeyDelete,
+    KeyFields,
+    KeyGenerate,
+    KeyRef,
+    KeyRegenerate,
+    KeyUpdate,
+    fold_into_metadata,
+)
 
 router = APIRouter(tags=["keys"])
 
@@ -94,16 +103,17 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/key/generate")
 async def generate(body: KeyGenerate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
-    fields = body.given()
+    fields = fold_into_metadata(body.given(), None)
     if not caller.is_admin:
         caller.require(caller.role == INTERNAL_USER or caller.team_admin_of(fields.get("team_id")),
                        "generate keys")
         fields.setdefault("user_id", caller.user_id)
+        caller.require("permissions" not in (fields.get("metadata") or {}), "give a key permissions")
     await _check_links(request, caller, fields)
     await _alias_free(request, fields.get("key_alias"))
     raw = new_raw_key()
     token_hash = hash_key(raw)
-    values = {**KeyFields().model_dump(exclude={"duration", "expires"}), **_columns(fields)}
+    values = {**KeyFields().model_dump(exclude={"duration", "expires", *METADATA_FIELDS}), **_columns(fields)}
     values = _columns(values)
     values.update(token_hash=token_hash, key_name=masked(raw))
     store = request.app.state.gateway.store
@@ -116,7 +126,10 @@ async def generate(body: KeyGenerate, request: Request, caller: Caller = Depends
 async def update_key(body: KeyUpdate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
     row = await _load(request, body.key)
     caller.require(caller.can_manage_key(row), "update this key")
-    fields = body.given("key")
+    fields = fold_into_metadata(body.given("key"), row.get("metadata"))
+    caller.require(caller.is_admin or "permissions" not in (fields.get("metadata") or {})
+                   or (fields["metadata"]["permissions"] == (row.get("metadata") or {}).get("permissions")),
+                   "change a key's permissions")
     await _check_links(request, caller, fields)
     await _alias_free(request, fields.get("key_alias"), row["token_hash"])
     store = request.app.state.gateway.store

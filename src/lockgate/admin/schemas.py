@@ -42,7 +42,26 @@ class LimitFields(Body):
     _check_duration = field_validator("budget_duration")(lambda cls, v: _duration(v))
 
 
-class KeyFields(LimitFields):
+# fields LiteLLM takes at the top level of /key/* and /team/* and keeps in the object's metadata
+METADATA_FIELDS = ("guardrails", "permissions")
+
+
+def fold_into_metadata(fields: dict[str, Any], current: dict[str, Any] | None) -> dict[str, Any]:
+    """Move ``guardrails`` / ``permissions`` into ``metadata`` (merged with ``current``, the stored one)."""
+    moved = {name: fields.pop(name) for name in METADATA_FIELDS if name in fields}
+    if moved:
+        given = fields.get("metadata")
+        base: dict[str, Any] = given if isinstance(given, dict) else (current or {})
+        fields["metadata"] = {**base, **moved}
+    return fields
+
+
+class GuardrailFields(Body):
+    guardrails: list[str] | None = None  # attached by an admin: applied to every request (docs/guardrails.md)
+    permissions: dict[str, bool] | None = None  # modify_guardrails: the key's requests may switch guardrails off
+
+
+class KeyFields(LimitFields, GuardrailFields):
     key_alias: str | None = Field(default=None, max_length=255)
     duration: str | None = None
     expires: datetime | None = None
@@ -112,14 +131,14 @@ class Member(Body):
         return value
 
 
-class TeamNew(LimitFields):
+class TeamNew(LimitFields, GuardrailFields):
     team_id: str | None = Field(default=None, min_length=1, max_length=255)
     team_alias: str | None = None
     organization_id: str | None = None
     members_with_roles: list[Member] | None = None
 
 
-class TeamUpdate(LimitFields):
+class TeamUpdate(LimitFields, GuardrailFields):
     team_id: str = Field(min_length=1)
     team_alias: str | None = None
     organization_id: str | None = None

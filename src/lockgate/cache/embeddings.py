@@ -66,15 +66,15 @@ class EmbeddingsFill(CacheFill):
         return orjson.dumps({**answer, "data": data})
 
     def new_entries(self, cost: float) -> list[tuple[str, bytes]]:
-        """(key, entry) of each item the provider answered, its share of the cost and tokens."""
+        """(key, entry) of each item the provider answered (in the answer the client got, every item in
+        order), with its share of the cost and tokens."""
         answer = orjson.loads(b"".join(self.chunks))
-        fresh = sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))
-        missing = [key for key, raw in zip(self.keys, self.found, strict=True) if raw is None]
-        if len(fresh) != len(missing):
+        data = sorted(answer.get("data") or [], key=lambda d: d.get("index", 0))
+        if len(data) != len(self.keys):
             return []
+        missing = [(key, item) for key, raw, item in zip(self.keys, self.found, data, strict=True) if raw is None]
         usage = answer.get("usage") or {}
         tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
         share = len(missing) or 1
         model = answer.get("model")
-        return [(key, _entry(item.get("embedding"), cost / share, tokens // share, model))
-                for key, item in zip(missing, fresh, strict=True)]
+        return [(key, _entry(item.get("embedding"), cost / share, tokens // share, model)) for key, item in missing]

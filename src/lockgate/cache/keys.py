@@ -43,8 +43,9 @@ def scope_of(ctx: RequestContext, kind: str) -> str:
 
 
 def request_key(ctx: RequestContext, scope: str, namespace: str = "") -> str:
-    """``<scope>/<sha256 hex>`` (with a request's own namespace: ``<scope>/<namespace>/<hex>``)."""
-    body = {k: v for k, v in ctx.body.items() if k not in TRANSPORT_FIELDS}
+    """``<scope>/<sha256 hex>`` (with a request's own namespace: ``<scope>/<namespace>/<hex>``).  The body
+    as the client sent it, before a guardrail masked it (two prompts masked alike are not one request)."""
+    body = {k: v for k, v in (ctx.unmasked_body or ctx.body).items() if k not in TRANSPORT_FIELDS}
     material = orjson.dumps([ctx.route, ctx.model_group, ctx.stream, body], option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(material).hexdigest()
     return f"{scope}/{namespace}/{digest}" if namespace else f"{scope}/{digest}"
@@ -52,7 +53,7 @@ def request_key(ctx: RequestContext, scope: str, namespace: str = "") -> str:
 
 def item_key(ctx: RequestContext, scope: str, item: Any, namespace: str = "") -> str:
     """One embeddings input: the request minus ``input``, plus this item."""
-    body = {k: v for k, v in ctx.body.items() if k not in TRANSPORT_FIELDS and k != "input"}
+    body = {k: v for k, v in (ctx.unmasked_body or ctx.body).items() if k not in TRANSPORT_FIELDS and k != "input"}
     material = orjson.dumps([ctx.route, ctx.model_group, body, item], option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(material).hexdigest()
     return f"{scope}/{namespace}/{digest}" if namespace else f"{scope}/{digest}"

@@ -26,7 +26,7 @@ PLACEHOLDER = "\x00prompt\x00"
 
 
 def semantic_query(ctx: RequestContext, scope: str) -> SemanticQuery | None:
-    body = {k: v for k, v in ctx.body.items() if k not in TRANSPORT_FIELDS}
+    body = {k: v for k, v in (ctx.unmasked_body or ctx.body).items() if k not in TRANSPORT_FIELDS}
     route = ctx.route
     if route == "completions":
         prompt = body.get("prompt")

@@ -435,7 +435,9 @@ class Governance:
         if ctx.route in NO_COST_ROUTES:
             return None
         if dep is None:
-            return self._hit_record(ctx, grant) if ctx.cache_hit is not None else None
+            if ctx.cache_hit is not None:
+                return self._hit_record(ctx, grant)
+            return self._refused_record(ctx, grant) if ctx.guardrails is not None else None
         usage = ctx.usage
         prices = self.prices
         price = prices.get((dep.id, dep.model))
@@ -466,6 +468,8 @@ class Governance:
             # no master key: the record's api_key stays NULL, as before
             api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
             metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
+        if ctx.guardrails is not None:  # per guardrail: phase, verdict, detections (types, offsets), ms
+            metadata = orjson.dumps({**orjson.loads(metadata), "guardrails": ctx.guardrails.records()}).decode()
         return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
@@ -482,13 +486,25 @@ class Governance:
         grant.cost = 0.0
         if not ctx.stream:
             ctx.response_headers.append((b"x-lockgate-response-cost", b"0.0"))
+        meta: dict[str, Any] = {"stream": ctx.stream, "cache_hit": True, "cache_key": hit.key,
+                                "saved_cost": hit.cost, "saved_tokens": hit.tokens, "semantic": hit.semantic}
+        return self._local_record(ctx, "cache", hit.model, meta)
+
+    def _refused_record(self, ctx: RequestContext, grant: Grant) -> SpendRecord | None:
+        """A request a guardrail refused before any provider call: a row, so the refusal is on record."""
+        grant.cost = 0.0
+        return self._local_record(ctx, "guardrail", None, {"stream": ctx.stream})
+
+    def _local_record(self, ctx: RequestContext, provider: str, model: str | None,
+                      meta: dict[str, Any]) -> SpendRecord | None:
+        """A row for an answer no provider gave (cost 0, no tokens)."""
         if self.writer is None:
             return None
         p = ctx.principal
         end = time()
         end_user = ctx.body.get("user")
-        meta: dict[str, Any] = {"stream": ctx.stream, "cache_hit": True, "cache_key": hit.key,
-                                "saved_cost": hit.cost, "saved_tokens": hit.tokens, "semantic": hit.semantic}
+        if ctx.guardrails is not None:
+            meta["guardrails"] = ctx.guardrails.records()
         if isinstance(p, Principal):
             key = p.key
             api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
@@ -499,7 +515,7 @@ class Governance:
         return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
-            ctx.model, hit.model, None, "cache", ctx.route, 0, 0, 0, 0.0, ctx.status or 200,
+            ctx.model, model, None, provider, ctx.route, 0, 0, 0, 0.0, ctx.status or 200,
             self._text(end - (perf_counter() - ctx.started)), self._text(end), orjson.dumps(meta).decode(),
         )
 

@@ -23,7 +23,7 @@ configured (then it costs nothing), and its place in ``ORDER``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..context import RequestContext
@@ -32,6 +32,17 @@ if TYPE_CHECKING:
     from ..http import Receive, Send
 
 Tap = Callable[[bytes], None]
+
+
+
+class ChunkFilter(Protocol):
+    """Rewrites a translated stream's canonical chunks (raise a LockgateError to end it with an error event)."""
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def finish(self) -> list[dict[str, Any]]: ...
+
+
 # run before an answer's last bytes, only when it ran to its end (after the spend is journaled)
 Finisher = Callable[[], Awaitable[None] | None]
 
@@ -60,6 +71,14 @@ def _cache(gw: Gateway) -> Stage | None:
     return CacheStage(gw, gw.settings.cache)
 
 
+def _guardrails(gw: Gateway) -> Stage | None:
+    if not gw.settings.guardrails:
+        return None
+    from .guardrails import GuardrailStage
+
+    return GuardrailStage(gw, gw.settings.guardrails)
+
+
 def _accounting(gw: Gateway) -> Stage | None:
     from .accounting import Accounting
 
@@ -67,8 +86,9 @@ def _accounting(gw: Gateway) -> Stage | None:
 
 
 # the order of the stages (``before`` runs in this order, ``after`` in reverse: accounting sees everything)
-ORDER: tuple[str, ...] = ("accounting", "cache")
-FACTORIES: dict[str, Callable[[Gateway], Stage | None]] = {"accounting": _accounting, "cache": _cache}
+ORDER: tuple[str, ...] = ("accounting", "guardrails", "cache")  # guardrails before the cache: hits are guarded
+FACTORIES: dict[str, Callable[[Gateway], Stage | None]] = {"accounting": _accounting, "guardrails": _guardrails,
+                                                           "cache": _cache}
 
 
 def build(gw: Gateway) -> tuple[list[Before], list[After]]:

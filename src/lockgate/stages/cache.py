@@ -209,7 +209,8 @@ class CacheStage:
         ctx.status = 200
         ctx.first_token_at = perf_counter()
         if entry.stream:
-            await forwarding.send_stream(send, receive, ctx, _replayed(entry.chunks))
+            events = _replayed(entry.chunks) if ctx.chunk_filters is None else forwarding.rerendered(ctx, entry.chunks)
+            await forwarding.send_stream(send, receive, ctx, events)
         else:
             await forwarding.send_answer(send, ctx, entry.chunks[0] if entry.chunks else b"")
 
@@ -292,7 +293,7 @@ class CacheStage:
         fill = EmbeddingsFill(keys[0], ttl, keys=keys, found=found, items=items, store=not controls.no_store)
         if hits:
             ctx.body = {**ctx.body, "input": [item for item, v in zip(items, found, strict=True) if v is None]}
-            ctx.rewrite = fill.merge  # the provider's answer for the missing items, merged with the hits
+            ctx.rewrites = [*(ctx.rewrites or ()), fill.merge]  # the provider's items merged with the hits
         self._collect(gw, ctx, fill)
         return False
 
