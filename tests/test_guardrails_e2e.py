@@ -145,3 +145,100 @@ def test_unknown_type_fails_at_start(mocks, tmp_path):
     bad = {"guardrail_name": "x", "litellm_params": {"guardrail": "aporia-nonexistent", "mode": "pre_call"}}
     with pytest.raises(RuntimeError, match="aporia-nonexistent"):
         start_gateway(_config(mocks, [bad]), tmp_path)
+
+
+# ---------------------------------------------------------------- answers, policy, during_call, cache
+
+OUT = {"guardrail_name": "card-out", "litellm_params": {
+    "guardrail": "presidio", "mode": "post_call", "default_on": True, "hold_back_chars": 40,
+    "pii_entities_config": {"CREDIT_CARD": "BLOCK"}}}
+OPT = {"guardrail_name": "opt", "litellm_params": {
+    "guardrail": "presidio", "mode": "pre_call", "pii_entities_config": {"IP_ADDRESS": "BLOCK"}}}
+DURING = {"guardrail_name": "during", "litellm_params": {
+    "guardrail": "presidio", "mode": "during_call", "pii_entities_config": {"US_SSN": "BLOCK"}}}
+PHONE = "connect to 203.0.113.45 now"
+
+
+@pytest.fixture(scope="module")
+def policed(mocks, tmp_path_factory):
+    config = _config(mocks, [PII, OUT, OPT, DURING], cache=True)
+    config["model_list"].append({"model_name": "guarded-model", "litellm_params": {
+        "model": "mock/guarded", "guardrails": ["opt"]}})
+    gw = start_gateway(config, tmp_path_factory.mktemp("policed"))
+    yield gw
+    gw.process.terminate()
+    gw.process.wait(10)
+
+
+def test_an_answer_is_checked_whole_or_as_it_streams(policed):
+    prompt = f"TRIGGER_ECHO my number {CARD.replace(' ', '')[:0]}is {CARD} ok {uuid.uuid4().hex[:6]}"
+    with pytest.raises(openai.BadRequestError) as err:
+        _oai(policed).chat.completions.create(model="openai-model", messages=[{"role": "user", "content": prompt}],
+                                              extra_body={"guardrails": {"pii": False}})
+    assert "card-out" in str(err.value)
+    # streamed: the text before the card leaves, then the stream ends with an error event, no [DONE]
+    with httpx.stream("POST", policed.url + "/v1/chat/completions", headers=ADMIN, timeout=20, json={
+            "model": "openai-model", "stream": True, "guardrails": {"pii": False},
+            "messages": [{"role": "user", "content": prompt}]}) as resp:
+        body = resp.read().decode()
+    assert resp.status_code == 200 and "You" in body and "4111" not in body, body
+    assert "content_policy_violation" in body and "[DONE]" not in body
+
+
+def test_policy_key_team_model_and_request(policed):
+    admin = httpx.Client(base_url=policed.url, headers=ADMIN, timeout=10)
+    plain = admin.post("/key/generate", json={}).json()["key"]
+    attached = admin.post("/key/generate", json={"guardrails": ["opt"]}).json()["key"]
+    team = "gt-" + uuid.uuid4().hex[:8]
+    admin.post("/team/new", json={"team_id": team, "guardrails": ["opt"]}).raise_for_status()
+    teamed = admin.post("/key/generate", json={"team_id": team}).json()["key"]
+    allowed = admin.post("/key/generate", json={"permissions": {"modify_guardrails": True}}).json()["key"]
+
+    def ask(key, model="echo", **extra):
+        return _oai(policed, key).chat.completions.with_raw_response.create(
+            model=model, messages=[{"role": "user", "content": PHONE}], **extra)
+
+    assert ask(plain).headers["x-litellm-applied-guardrails"] == "pii,card-out"  # opt is not default_on
+    for key in (attached, teamed):
+        with pytest.raises(openai.BadRequestError, match="opt"):
+            ask(key)
+    with pytest.raises(openai.BadRequestError, match="opt"):
+        ask(plain, model="guarded-model")  # attached to the model
+    with pytest.raises(openai.BadRequestError, match="opt"):
+        ask(plain, extra_body={"guardrails": ["opt"]})  # the request adds it
+    with pytest.raises(openai.PermissionDeniedError, match="modify_guardrails"):
+        ask(attached, extra_body={"guardrails": {"opt": False}})  # an admin's guardrail stays on
+    with pytest.raises(openai.PermissionDeniedError):
+        ask(plain, extra_body={"guardrails": {"pii": False}})  # so does a default_on one
+    assert ask(allowed, extra_body={"guardrails": {"pii": False}}).headers["x-litellm-applied-guardrails"] \
+        == "card-out"
+    with pytest.raises(openai.BadRequestError, match="unknown guardrail"):
+        ask(plain, extra_body={"guardrails": ["nope"]})
+    # a non-admin cannot give itself permissions
+    user = admin.post("/user/new", json={"user_role": "internal_user"}).json()
+    own = admin.post("/key/generate", json={"user_id": user["user_id"]}).json()["key"]
+    r = httpx.post(policed.url + "/key/generate", headers={"Authorization": f"Bearer {own}"},
+                   json={"permissions": {"modify_guardrails": True}})
+    assert r.status_code == 403
+
+
+def test_during_call_blocks_after_the_provider_was_asked(policed, mocks):
+    tag = uuid.uuid4().hex[:8]
+    with pytest.raises(openai.BadRequestError, match="during"):
+        _oai(policed).chat.completions.create(
+            model="openai-model", extra_body={"guardrails": ["during"]},
+            messages=[{"role": "user", "content": f"{tag} SSN: 536-90-4399"}])
+    assert any(tag in str(r.body) for r in mocks["openai"].recorder.requests)  # ran alongside the call
+
+
+def test_masked_prompts_never_share_a_cache_entry(policed):
+    def ask(email):
+        return _oai(policed).chat.completions.with_raw_response.create(
+            model="echo", messages=[{"role": "user", "content": f"note {email} {tag}"}])
+
+    tag = uuid.uuid4().hex
+    first, second = ask("a.one@example.com"), ask("b.two@example.com")
+    assert first.headers["x-lockgate-cache"] == "miss" and second.headers["x-lockgate-cache"] == "miss"
+    assert "b.two@example.com" in second.parse().choices[0].message.content
+    again = ask("a.one@example.com")
+    assert again.headers["x-lockgate-cache"] == "hit" and "a.one@example.com" in again.parse().choices[0].message.content

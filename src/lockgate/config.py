@@ -225,6 +225,11 @@ def from_dict(raw: dict[str, Any]) -> Settings:
 
         guardrails = guardrail_config.parse(raw.get("guardrails"), frozenset(TYPES), warnings,
                                             {name: t.fields for name, t in TYPES.items()})
+        for spec in guardrails:  # a type's own fields are checked now (bad entity, pattern, regex: at start)
+            try:
+                TYPES[spec.type].build(spec)
+            except (ValueError, TypeError) as exc:
+                raise guardrail_config.GuardrailConfigError(f"guardrail {spec.name!r}: {exc}") from None
     except guardrail_config.GuardrailConfigError as exc:
         raise ConfigError(str(exc)) from None
     return Settings(

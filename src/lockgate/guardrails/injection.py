@@ -9,7 +9,9 @@
     mask_replacement: str                default "[PROMPT_INJECTION_REDACTED]"
     severity_threshold: low|medium|high  default medium: what is reported at or above it
     extra_phrases: [str]                 more phrases (high severity), matched like the built-in ones
+                                         (``phrases`` is accepted as another name)
     detect_invisible / detect_encoded / detect_obfuscated: bool    default true
+                                         (``check_encoded`` is accepted for detect_encoded)
 
 What it catches (no ML classifier: a curated, regex-based list, checked offline):
 
@@ -346,10 +348,10 @@ class InjectionGuard:
             errors.append(f"severity_threshold must be low, medium or high, not {severity!r}")
         self.threshold = SEVERITIES.get(severity, MEDIUM)
         self.detect_invisible = bool(config.get("detect_invisible", True))
-        self.detect_encoded = bool(config.get("detect_encoded", True))
+        self.detect_encoded = bool(config.get("detect_encoded", config.get("check_encoded", True)))
         self.detect_obfuscated = bool(config.get("detect_obfuscated", True))
         phrases = list(CATALOGUE)
-        extra = config.get("extra_phrases") or []
+        extra = config.get("extra_phrases") or config.get("phrases") or []
         if not isinstance(extra, list) or not all(isinstance(p, str) for p in extra):
             errors.append("extra_phrases must be a list of strings")
             extra = []

@@ -140,7 +140,7 @@ class GuardRun:
             return
         for session in self.sessions.values():
             for slot in slots:
-                slot.set(session.restore(slot.get()))
+                slot.set(session.restore_json(slot.get()) if slot.json else session.restore(slot.get()))
 
     # ------------------------------------------------------------------ streams
 
@@ -190,17 +190,20 @@ class StreamFilter:
                 continue
             index = int(choice.get("index") or 0)
             if isinstance(delta.get("content"), str):
-                pending = self.text.get(index, "") + self._restored(("c", index, 0), delta["content"])
+                pending = self.text.get(index, "") + self._restored(("c", index, 0), delta["content"], False)
                 release, keep = self._release(pending, final=bool(choice.get("finish_reason")))
                 self.text[index] = keep
                 delta["content"] = release
             for call in delta.get("tool_calls") or []:
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    fn["arguments"] = self._restored(("t", index, int(call.get("index") or 0)), fn["arguments"])
-            if choice.get("finish_reason") and self.text.get(index):
-                release, _ = self._release(self.text.pop(index), final=True)
-                delta["content"] = (delta.get("content") or "") + release
+                    key = ("t", index, int(call.get("index") or 0))
+                    fn["arguments"] = self._restored(key, fn["arguments"], True)
+            if choice.get("finish_reason"):
+                rest = self.text.pop(index, "") + self._flush(("c", index, 0))
+                if rest:
+                    release, _ = self._release(rest, final=True)
+                    delta["content"] = (delta.get("content") or "") + release
         return [out]
 
     def finish(self) -> list[dict[str, Any]]:
@@ -212,12 +215,12 @@ class StreamFilter:
         self.text.clear()
         return tail
 
-    def _restored(self, key: tuple[str, int, int], text: str) -> str:
+    def _restored(self, key: tuple[str, int, int], text: str, in_json: bool) -> str:
         if not self.run.restore or not self.run.sessions:
             return text
         restorer = self.restorers.get(key)
         if restorer is None:
-            restorer = self.restorers[key] = _chain(self.run.sessions.values())
+            restorer = self.restorers[key] = _chain(self.run.sessions.values(), in_json)
         return restorer.feed(text)
 
     def _flush(self, key: tuple[str, int, int]) -> str:
@@ -269,5 +272,5 @@ class _Chained:
         return text
 
 
-def _chain(sessions: Any) -> StreamRestorer:
-    return _Chained([s.restorer() for s in sessions])  # type: ignore[return-value]
+def _chain(sessions: Any, in_json: bool) -> StreamRestorer:
+    return _Chained([s.restorer(in_json=in_json) for s in sessions])  # type: ignore[return-value]

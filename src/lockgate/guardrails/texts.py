@@ -18,6 +18,7 @@ from typing import Any
 class Slot:
     holder: dict[str, Any] | list[Any]
     key: str | int
+    json: bool = False  # the text is JSON (tool-call arguments): a value put back into it is JSON-escaped
 
     def get(self) -> str:
         return self.holder[self.key]  # type: ignore[index]
@@ -99,7 +100,7 @@ def answer_slots(route: str, body: dict[str, Any]) -> list[Slot]:
             for call in message.get("tool_calls") or []:
                 fn = call.get("function") if isinstance(call, dict) else None
                 if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    out.append(Slot(fn, "arguments"))
+                    out.append(Slot(fn, "arguments", json=True))
     elif route == "completions":
         for choice in body.get("choices") or []:
             if isinstance(choice, dict) and isinstance(choice.get("text"), str):
@@ -126,7 +127,7 @@ def answer_slots(route: str, body: dict[str, Any]) -> list[Slot]:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     out.append(Slot(part, "text"))
             if isinstance(item.get("arguments"), str):
-                out.append(Slot(item, "arguments"))
+                out.append(Slot(item, "arguments", json=True))
         if isinstance(body.get("output_text"), str):
             out.append(Slot(body, "output_text"))
     return out
