@@ -242,3 +242,67 @@ def test_masked_prompts_never_share_a_cache_entry(policed):
     assert "b.two@example.com" in second.parse().choices[0].message.content
     again = ask("a.one@example.com")
     assert again.headers["x-lockgate-cache"] == "hit" and "a.one@example.com" in again.parse().choices[0].message.content
+
+
+# ---------------------------------------------------------------- every door, stream and not
+
+
+def _door_text(gw, door: str, stream: bool, prompt: str) -> str:
+    if door == "chat":
+        client = _oai(gw)
+        if stream:
+            return "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="echo", stream=True, messages=[{"role": "user", "content": prompt}]) if c.choices)
+        return client.chat.completions.create(model="echo", messages=[{"role": "user", "content": prompt}]
+                                              ).choices[0].message.content
+    if door == "messages":
+        client = anthropic.Anthropic(base_url=gw.url, api_key=MASTER_KEY, max_retries=0, timeout=20)
+        if stream:
+            with client.messages.stream(model="echo", max_tokens=50,
+                                        messages=[{"role": "user", "content": prompt}]) as s:
+                return "".join(s.text_stream)
+        return client.messages.create(model="echo", max_tokens=50,
+                                      messages=[{"role": "user", "content": prompt}]).content[0].text
+    if door == "responses":
+        client = _oai(gw)
+        if stream:
+            return "".join(e.delta for e in client.responses.create(model="echo", input=prompt, stream=True)
+                           if e.type == "response.output_text.delta")
+        return client.responses.create(model="echo", input=prompt).output_text
+    if door == "completions":
+        client = _oai(gw)
+        if stream:
+            return "".join(c.choices[0].text for c in client.completions.create(model="echo", prompt=prompt,
+                                                                                  stream=True) if c.choices)
+        return client.completions.create(model="echo", prompt=prompt).choices[0].text
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(api_key=MASTER_KEY, http_options=types.HttpOptions(base_url=gw.url, timeout=20_000))
+    if stream:
+        return "".join(c.text or "" for c in client.models.generate_content_stream(model="echo", contents=prompt))
+    return client.models.generate_content(model="echo", contents=prompt).text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("door", ["chat", "messages", "responses", "completions", "generate"])
+def test_every_door_masks_and_restores(guarded, door, stream):
+    prompt = f"reach {EMAIL} soon"
+    text = _door_text(guarded, door, stream, prompt)
+    assert EMAIL in text and "<EMAIL_ADDRESS" not in text, text
+
+
+@pytest.mark.parametrize("door", ["chat", "messages", "responses", "completions", "generate"])
+def test_every_door_blocks(guarded, door):
+    with pytest.raises(Exception) as err:  # each SDK's own 400 error type
+        _door_text(guarded, door, False, f"card {CARD}")
+    assert "400" in str(err.value) or getattr(err.value, "status_code", None) == 400 \
+        or getattr(err.value, "code", None) == 400
+    assert "4111" not in str(err.value)
+
+
+def test_embeddings_input_is_masked(guarded, mocks):
+    tag = uuid.uuid4().hex[:8]
+    _oai(guarded).embeddings.create(model="openai-embed", input=[f"{tag} {EMAIL}", "plain"])
+    sent = [r.body for r in mocks["openai"].recorder.requests if tag in str(r.body)]
+    assert sent and EMAIL not in json.dumps(sent)
