@@ -80,6 +80,8 @@ def gateway_settings(database_url: str | None) -> dict:
                         "litellm_params": {"model": "mock/mock-model", "mock_response": "hello"}}],
         "general_settings": {"master_key": MASTER_KEY},
         "litellm_settings": {"cache": True},  # the /cache/* routes are part of the role matrix
+        "guardrails": [{"guardrail_name": "size", "litellm_params": {  # and /guardrails/*
+            "guardrail": "lockgate_max_input_size", "mode": "pre_call", "max_chars": 100000}}],
     }
     if database_url:
         config["general_settings"]["database_url"] = database_url

@@ -38,8 +38,9 @@ other encodings (compression, custom ciphers, images), and anything a capable mo
 regex does not.  It also has false positives on prose that quotes an attack ("the paper shows that 'ignore
 previous instructions' works"); use severity_threshold and the action to tune.
 
-Cost: about 0.4 ms per KB of ASCII prose and about 1.1 ms per KB of non-ASCII text (Cyrillic, CJK) on a
-2-core CI machine (``tests/test_guardrail_checks.py`` prints the measurement); linear in the text; no I/O.
+Cost: about 0.4 ms per KB of ASCII prose and about 0.9 ms per KB of non-ASCII text (Cyrillic, CJK) on the
+2-core CI machine (``tests/test_guardrail_checks.py`` prints the measurement); linear in the text (20 KB of
+adversarial input: 2 to 15 ms); no I/O.
 """
 
 from __future__ import annotations

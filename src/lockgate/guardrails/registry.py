@@ -23,6 +23,7 @@ class GuardType:
     build: Callable[[GuardrailSpec], Checker]
     reversible: bool = False  # masks with request-scoped tokens restored in the answer (presidio)
     output_only: bool = False  # checks answers only (output validation)
+    whole: bool = False  # checks the whole text at once (all of a request's texts joined; a stream at its end)
 
 
 def _presidio(spec: GuardrailSpec) -> Checker:
@@ -50,40 +51,41 @@ def _injection(spec: GuardrailSpec) -> Checker:
     return InjectionGuard(spec.params)
 
 
-class _JsonOutput:
-    def __init__(self, spec: GuardrailSpec) -> None:
-        self.schema = spec.params.get("json_schema")
+def _json_output(spec: GuardrailSpec) -> Checker:
+    from .output_schema import JsonSchemaCheck
 
-    def check(self, text: str) -> Verdict:
-        from .output_schema import validate_json
-
-        return validate_json(text, self.schema)
+    return JsonSchemaCheck(spec.params.get("json_schema"))  # the schema compiled once
 
 
 class _InputSize:
     def __init__(self, spec: GuardrailSpec) -> None:
         self.max_chars = spec.params.get("max_chars")
         self.max_tokens = spec.params.get("max_tokens")
+        self.model = spec.params.get("model")  # tokens counted with this model's encoding (default: cl100k)
 
     def check(self, text: str) -> Verdict:
         from .output_schema import max_input_size
 
-        return max_input_size(text, self.max_chars, self.max_tokens)
+        return max_input_size(text, self.max_chars, self.max_tokens, model=self.model)
 
 
 CONTENT_FILTER_FIELDS = frozenset({"blocked_words", "blocked_words_file", "patterns", "categories",
-                                   "mask_replacement", "severity_threshold"})
+                                   "mask_replacement", "pattern_redaction_format", "keyword_redaction_tag"})
+SECRETS_FIELDS = frozenset({"action", "detect_secrets_config", "mask_replacement", "plugins", "exclude_plugins"})
+INJECTION_FIELDS = frozenset({"action", "phrases", "extra_phrases", "check_encoded", "severity_threshold",
+                              "mask_replacement", "detect_invisible", "detect_obfuscated", "detect_encoded"})
 TYPES: dict[str, GuardType] = {
     "presidio": GuardType(frozenset({"pii_entities_config", "output_parse_pii", "presidio_language",
                                      "presidio_score_thresholds", "presidio_analyzer_api_base",
                                      "presidio_anonymizer_api_base", "presidio_ad_hoc_recognizers"}),
                           _presidio, reversible=True),
     "litellm_content_filter": GuardType(CONTENT_FILTER_FIELDS, _content_filter),
-    "hide-secrets": GuardType(frozenset({"action", "detect_secrets_config", "mask_replacement"}), _secrets),
-    "hide_secrets": GuardType(frozenset({"action", "detect_secrets_config", "mask_replacement"}), _secrets),
-    "lockgate_prompt_injection": GuardType(frozenset({"action", "phrases", "check_encoded", "categories"}),
-                                           _injection),
-    "detect_prompt_injection": GuardType(frozenset({"action", "phrases", "check_encoded"}), _injection),
-    "lockgate_json_output": GuardType(frozenset({"json_schema"}), _JsonOutput, output_only=True),
-    "lockgate_max_input_size": GuardType(frozenset({"max_chars", "max_tokens"}), _InputSize),
+    "hide-secrets": GuardType(SECRETS_FIELDS, _secrets),
+    "hide_secrets": GuardType(SECRETS_FIELDS, _secrets),
+    "lockgate_prompt_injection": GuardType(INJECTION_FIELDS, _injection),
+    "detect_prompt_injection": GuardType(INJECTION_FIELDS, _injection),
+    "lockgate_json_output": GuardType(frozenset({"json_schema"}), _json_output, output_only=True,
+                                      whole=True),
+    "lockgate_max_input_size": GuardType(frozenset({"max_chars", "max_tokens", "model"}), _InputSize,
+                                         whole=True),
 }

@@ -53,10 +53,12 @@ class Result:
 
 
 class GuardRun:
-    def __init__(self, ctx: RequestContext, checkers: dict[str, Checker], reversible: frozenset[str]) -> None:
+    def __init__(self, ctx: RequestContext, checkers: dict[str, Checker], reversible: frozenset[str],
+                 whole: frozenset[str] = frozenset()) -> None:
         self.ctx = ctx
         self.checkers = checkers
         self.reversible = reversible
+        self.whole = whole  # guardrails that check all the text at once (sizes, JSON answers)
         self.sessions: dict[str, MaskSession] = {}  # this request's reversible maps (never shared)
         self.restore = False  # output_parse_pii: this request's tokens are restored in the answer
         self.results: list[Result] = []
@@ -76,6 +78,9 @@ class GuardRun:
             slots = request_slots(ctx.route, ctx.body)
             if spec.params.get("skip_system_message"):
                 slots = [s for s in slots if not _is_system(s, ctx.body)]
+            if spec.name in self.whole:  # one check over every text: nothing to rewrite
+                slots = [Slot(["\n".join(s.get() for s in slots)], 0)]
+                rewrite = False
             self._check(spec, phase, slots, rewrite)
 
     def _check(self, spec: GuardrailSpec, phase: str, slots: list[Slot], rewrite: bool) -> None:
@@ -106,6 +111,12 @@ class GuardRun:
     def _verdict(self, spec: GuardrailSpec, text: str) -> Verdict:
         if spec.name in self.reversible:
             return self.session(spec).mask(text)
+        if spec.type == "lockgate_json_output" and spec.params.get("json_schema") is None:
+            schema = _asked_schema(self.ctx.body)
+            if schema is not None:  # the request's own response_format schema
+                from .output_schema import JsonSchemaCheck
+
+                return JsonSchemaCheck(schema).check(text)
         return self.checkers[spec.name].check(text)
 
     def session(self, spec: GuardrailSpec) -> MaskSession:
@@ -129,8 +140,10 @@ class GuardRun:
         slots = answer_slots(self.ctx.route, data)
         before = [s.get() for s in slots]
         self._restore(slots)
+        text_slots = [s for s in slots if not s.json]
         for spec in specs:
-            self._check(spec, "post_call", slots, rewrite=True)
+            # a whole-answer check (JSON output) sees the answer's text, not its tool-call arguments
+            self._check(spec, "post_call", text_slots if spec.name in self.whole else slots, rewrite=True)
         if [s.get() for s in slots] == before:
             return body
         return orjson.dumps(data)
@@ -147,6 +160,18 @@ class GuardRun:
     def stream_filter(self, specs: list[GuardrailSpec]) -> StreamFilter:
         hold = max([s.hold_back_chars for s in specs] or [0])
         return StreamFilter(self, specs, hold)
+
+
+def _asked_schema(body: dict[str, Any]) -> Any:
+    """``response_format: {type: json_schema, json_schema: {schema}}`` (Chat) or ``text.format`` (Responses)."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict):
+        text = body.get("text")
+        fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    inner = fmt.get("json_schema")
+    return (inner if isinstance(inner, dict) else fmt).get("schema")
 
 
 def _is_system(slot: Slot, body: dict[str, Any]) -> bool:
@@ -177,6 +202,7 @@ class StreamFilter:
         self.specs = specs
         self.hold = hold
         self.text: dict[int, str] = {}  # per choice: text not yet released
+        self.sent: dict[int, str] = {}  # per choice: text released (kept only for whole-answer checks)
         self.restorers: dict[tuple[str, int, int], StreamRestorer] = {}
         for spec in specs:
             self.run.results.append(Result(spec.name, "post_call", "passed"))
@@ -191,7 +217,7 @@ class StreamFilter:
             index = int(choice.get("index") or 0)
             if isinstance(delta.get("content"), str):
                 pending = self.text.get(index, "") + self._restored(("c", index, 0), delta["content"], False)
-                release, keep = self._release(pending, final=bool(choice.get("finish_reason")))
+                release, keep = self._release(index, pending, final=bool(choice.get("finish_reason")))
                 self.text[index] = keep
                 delta["content"] = release
             for call in delta.get("tool_calls") or []:
@@ -202,14 +228,14 @@ class StreamFilter:
             if choice.get("finish_reason"):
                 rest = self.text.pop(index, "") + self._flush(("c", index, 0))
                 if rest:
-                    release, _ = self._release(rest, final=True)
+                    release, _ = self._release(index, rest, final=True)
                     delta["content"] = (delta.get("content") or "") + release
         return [out]
 
     def finish(self) -> list[dict[str, Any]]:
         tail = []
         for index, text in list(self.text.items()):
-            release, _ = self._release(text + self._flush(("c", index, 0)), final=True)
+            release, _ = self._release(index, text + self._flush(("c", index, 0)), final=True)
             if release:
                 tail.append({"choices": [{"index": index, "delta": {"content": release}, "finish_reason": None}]})
         self.text.clear()
@@ -227,15 +253,18 @@ class StreamFilter:
         restorer = self.restorers.pop(key, None)
         return restorer.flush() if restorer is not None else ""
 
-    def _release(self, text: str, final: bool) -> tuple[str, str]:
+    def _release(self, index: int, text: str, final: bool) -> tuple[str, str]:
         """(what may leave now, what stays held back), after the checks over the whole pending text."""
         cut = len(text) if final else max(0, len(text) - self.hold)
         if not text:
             return "", ""
         masking = []
         for spec, result in zip(self.specs, self.results, strict=True):
+            whole = spec.name in self.run.whole
+            if whole and not final:
+                continue  # a whole-answer check runs once, on the whole text
             started = perf_counter()
-            verdict = self.run._verdict(spec, text)
+            verdict = self.run._verdict(spec, self.sent.get(index, "") + text if whole else text)
             result.ms += (perf_counter() - started) * 1000
             if verdict.action == "block":
                 result.verdict = "blocked"
@@ -253,6 +282,8 @@ class StreamFilter:
                 result.verdict = "masked"
                 result.detections += [{"type": d.type, "start": d.start, "end": d.end} for d in verdict.detections]
                 release = verdict.text
+        if self.run.whole:
+            self.sent[index] = self.sent.get(index, "") + release
         return release, keep
 
 

@@ -49,6 +49,7 @@ class GuardrailStage:
         self.defaults = [s.name for s in specs if s.default_on]
         self.reversible = frozenset(s.name for s in specs if TYPES[s.type].reversible)
         self.output_only = frozenset(s.name for s in specs if TYPES[s.type].output_only)
+        self.whole = frozenset(s.name for s in specs if TYPES[s.type].whole)
         self.checkers: dict[str, Checker] = {s.name: TYPES[s.type].build(s) for s in specs}  # bad fields: at start
         self.model_guardrails: dict[str, list[str]] = {}
         for dep in gw.settings.deployments:
@@ -116,7 +117,7 @@ class GuardrailStage:
         if not active:
             return False
         ctx.response_headers.append((b"x-litellm-applied-guardrails", ",".join(s.name for s in active).encode()))
-        run = GuardRun(ctx, self.checkers, self.reversible)
+        run = GuardRun(ctx, self.checkers, self.reversible, self.whole)
         ctx.guardrails = run
         tags = ctx.body.get("tags") if isinstance(ctx.body.get("tags"), list) else None
         phases: dict[str, list[GuardrailSpec]] = {"pre_call": [], "during_call": [], "post_call": [],
