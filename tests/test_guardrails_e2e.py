@@ -381,3 +381,16 @@ def test_json_output_and_input_size(checked):
             response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
     with pytest.raises(openai.BadRequestError, match="size"):
         _echo(checked, "x " * 1500, extra_body={"guardrails": ["size"]})
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_output_guardrails_apply_to_cached_answers(policed, stream):
+    prompt = f"TRIGGER_ECHO {uuid.uuid4().hex[:6]} pay with {CARD}"
+    body = {"model": "openai-model", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
+    first = httpx.post(policed.url + "/v1/chat/completions", headers=ADMIN, timeout=20,
+                       json={**body, "guardrails": {"pii": False, "card-out": False}})
+    assert first.status_code == 200 and first.headers["x-lockgate-cache"] == "miss" and "4111" in first.text
+    again = httpx.post(policed.url + "/v1/chat/completions", headers=ADMIN, timeout=20,
+                       json={**body, "guardrails": {"pii": False}})
+    assert again.headers["x-lockgate-cache"] == "hit" and "4111" not in again.text
+    assert "card-out" in again.text and (again.status_code == 400 if not stream else "[DONE]" not in again.text)
