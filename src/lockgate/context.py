@@ -51,7 +51,7 @@ class RequestContext:
     cache_result: str | None = None  # the cache stage's verdict: hit, miss, bypass, semantic-hit
     cache_hit: CacheHit | None = None  # what a cache hit replayed (accounting, the spend record)
     cache_fill: CacheFill | None = None  # a miss the cache stage collects
-    rewrites: list[Callable[[bytes], bytes]] | None = None  # stages' rewrites of a non-streamed answer (before taps)
+    rewrites: list[Callable[[bytes], Awaitable[bytes]]] | None = None  # stages' rewrites of a non-streamed answer (before taps)
     gates: list[Awaitable[Any]] | None = None  # checks the answer waits for before its first byte (during_call)
     chunk_filters: list[ChunkFilter] | None = None  # stages' filters over a translated stream's canonical chunks
     force_translate: bool = False  # a stage needs canonical chunks: no passthrough for this request

@@ -285,7 +285,7 @@ async def _send_checked(send: Send, ctx: RequestContext, body: bytes) -> None:
     try:
         await _pass_gates(ctx)
         for rewrite in ctx.rewrites or ():
-            body = rewrite(body)
+            body = await rewrite(body)
     except LockgateError:
         ctx.status = 0  # nothing was sent: the error is the answer
         raise
@@ -531,12 +531,12 @@ async def _filtered(chunks: AsyncIterator[dict[str, Any]], filters: list[ChunkFi
     async for chunk in chunks:
         out = [chunk]
         for f in filters:
-            out = [o for c in out for o in f.feed(c)]
+            out = [o for c in out for o in await f.feed(c)]
         for o in out:
             yield o
     tail: list[dict[str, Any]] = []
     for f in filters:
-        tail = [o for c in tail for o in f.feed(c)] + f.finish()
+        tail = [o for c in tail for o in await f.feed(c)] + await f.finish()
     for o in tail:
         yield o
 

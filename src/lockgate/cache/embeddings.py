@@ -53,6 +53,9 @@ class EmbeddingsFill(CacheFill):
     items: list[Any] = field(default_factory=list)
     store: bool = True
 
+    async def merged(self, body: bytes) -> bytes:
+        return self.merge(body)
+
     def merge(self, body: bytes) -> bytes:
         """The provider's answer for the missing items -> the answer for every item, in order."""
         answer = orjson.loads(body)

@@ -4,6 +4,7 @@ go to the spend log (type, offsets, verdict, duration: never the raw values)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -71,25 +72,36 @@ class GuardRun:
 
     # ------------------------------------------------------------------ requests
 
-    def check_request(self, specs: list[GuardrailSpec], phase: str, rewrite: bool) -> None:
-        """Every text of the request through each guardrail in order; masks in place when ``rewrite``."""
-        ctx = self.ctx
+    async def check_request(self, specs: list[GuardrailSpec], phase: str, rewrite: bool) -> None:
+        """Every text of the request through the guardrails: the external ones (a network call each)
+        concurrently, then the in-process ones in order; masks in place when ``rewrite``."""
+        external = [s for s in specs if self.external(s)]
+        if external:
+            await asyncio.gather(*(self._check(s, phase, self._request_slots(s), rewrite, "input") for s in external))
         for spec in specs:
-            slots = request_slots(ctx.route, ctx.body)
-            if spec.params.get("skip_system_message"):
-                slots = [s for s in slots if not _is_system(s, ctx.body)]
-            if spec.name in self.whole:  # one check over every text: nothing to rewrite
-                slots = [Slot(["\n".join(s.get() for s in slots)], 0)]
-                rewrite = False
-            self._check(spec, phase, slots, rewrite)
+            if spec not in external:
+                await self._check(spec, phase, self._request_slots(spec), rewrite, "input")
 
-    def _check(self, spec: GuardrailSpec, phase: str, slots: list[Slot], rewrite: bool) -> None:
+    def _request_slots(self, spec: GuardrailSpec) -> list[Slot]:
+        ctx = self.ctx
+        slots = request_slots(ctx.route, ctx.body)
+        if spec.params.get("skip_system_message"):
+            slots = [s for s in slots if not _is_system(s, ctx.body)]
+        if spec.name in self.whole:  # one check over every text (the joined copy is never written back)
+            slots = [Slot(["\n".join(s.get() for s in slots)], 0)]
+        return slots
+
+    def external(self, spec: GuardrailSpec) -> bool:
+        return hasattr(self.checkers[spec.name], "acheck") and spec.name not in self.reversible
+
+    async def _check(self, spec: GuardrailSpec, phase: str, slots: list[Slot], rewrite: bool, source: str) -> None:
         started = perf_counter()
         result = Result(spec.name, phase, "passed")
         self.results.append(result)
+        rewrite = rewrite and spec.name not in self.whole
         try:
             for slot in slots:
-                verdict = self._verdict(spec, slot.get())
+                verdict = await self._averdict(spec, slot.get(), source)
                 result.detections += [{"type": d.type, "start": d.start, "end": d.end} for d in verdict.detections]
                 if verdict.action == "block":
                     result.verdict = "blocked"
@@ -107,6 +119,12 @@ class GuardRun:
                 raise GuardrailFailed(spec.name, type(exc).__name__) from None
         finally:
             result.ms = (perf_counter() - started) * 1000
+
+    async def _averdict(self, spec: GuardrailSpec, text: str, source: str) -> Verdict:
+        checker = self.checkers[spec.name]
+        if self.external(spec):
+            return await checker.acheck(text, source=source)  # type: ignore[attr-defined]
+        return self._verdict(spec, text)
 
     def _verdict(self, spec: GuardrailSpec, text: str) -> Verdict:
         if spec.name in self.reversible:
@@ -129,7 +147,7 @@ class GuardRun:
 
     # ------------------------------------------------------------------ whole answers
 
-    def check_answer(self, specs: list[GuardrailSpec], body: bytes) -> bytes:
+    async def check_answer(self, specs: list[GuardrailSpec], body: bytes) -> bytes:
         """A non-streamed answer (the client's dialect): restored, checked; the same bytes if unchanged."""
         try:
             data = orjson.loads(body)
@@ -143,7 +161,7 @@ class GuardRun:
         text_slots = [s for s in slots if not s.json]
         for spec in specs:
             # a whole-answer check (JSON output) sees the answer's text, not its tool-call arguments
-            self._check(spec, "post_call", text_slots if spec.name in self.whole else slots, rewrite=True)
+            await self._check(spec, "post_call", text_slots if spec.name in self.whole else slots, True, "output")
         if [s.get() for s in slots] == before:
             return body
         return orjson.dumps(data)
@@ -208,7 +226,7 @@ class StreamFilter:
             self.run.results.append(Result(spec.name, "post_call", "passed"))
         self.results = self.run.results[-len(specs):] if specs else []
 
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    async def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         out = copy.copy(chunk)
         for choice in out.get("choices") or []:
             delta = choice.get("delta") if isinstance(choice, dict) else None
@@ -217,7 +235,7 @@ class StreamFilter:
             index = int(choice.get("index") or 0)
             if isinstance(delta.get("content"), str):
                 pending = self.text.get(index, "") + self._restored(("c", index, 0), delta["content"], False)
-                release, keep = self._release(index, pending, final=bool(choice.get("finish_reason")))
+                release, keep = await self._release(index, pending, final=bool(choice.get("finish_reason")))
                 self.text[index] = keep
                 delta["content"] = release
             for call in delta.get("tool_calls") or []:
@@ -228,14 +246,14 @@ class StreamFilter:
             if choice.get("finish_reason"):
                 rest = self.text.pop(index, "") + self._flush(("c", index, 0))
                 if rest:
-                    release, _ = self._release(index, rest, final=True)
+                    release, _ = await self._release(index, rest, final=True)
                     delta["content"] = (delta.get("content") or "") + release
         return [out]
 
-    def finish(self) -> list[dict[str, Any]]:
+    async def finish(self) -> list[dict[str, Any]]:
         tail = []
         for index, text in list(self.text.items()):
-            release, _ = self._release(index, text + self._flush(("c", index, 0)), final=True)
+            release, _ = await self._release(index, text + self._flush(("c", index, 0)), final=True)
             if release:
                 tail.append({"choices": [{"index": index, "delta": {"content": release}, "finish_reason": None}]})
         self.text.clear()
@@ -253,7 +271,7 @@ class StreamFilter:
         restorer = self.restorers.pop(key, None)
         return restorer.flush() if restorer is not None else ""
 
-    def _release(self, index: int, text: str, final: bool) -> tuple[str, str]:
+    async def _release(self, index: int, text: str, final: bool) -> tuple[str, str]:
         """(what may leave now, what stays held back), after the checks over the whole pending text."""
         cut = len(text) if final else max(0, len(text) - self.hold)
         if not text:
@@ -264,7 +282,7 @@ class StreamFilter:
             if whole and not final:
                 continue  # a whole-answer check runs once, on the whole text
             started = perf_counter()
-            verdict = self.run._verdict(spec, self.sent.get(index, "") + text if whole else text)
+            verdict = await self.run._averdict(spec, self.sent.get(index, "") + text if whole else text, "output")
             result.ms += (perf_counter() - started) * 1000
             if verdict.action == "block":
                 result.verdict = "blocked"
@@ -277,7 +295,7 @@ class StreamFilter:
                 masking.append((spec, result))
         release, keep = text[:cut], text[cut:]
         for spec, result in masking:  # mask what leaves now (what stays is checked again with what follows)
-            verdict = self.run._verdict(spec, release)
+            verdict = await self.run._averdict(spec, release, "output")
             if verdict.action == "mask":
                 result.verdict = "masked"
                 result.detections += [{"type": d.type, "start": d.start, "end": d.end} for d in verdict.detections]

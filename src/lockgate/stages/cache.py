@@ -293,7 +293,7 @@ class CacheStage:
         fill = EmbeddingsFill(keys[0], ttl, keys=keys, found=found, items=items, store=not controls.no_store)
         if hits:
             ctx.body = {**ctx.body, "input": [item for item, v in zip(items, found, strict=True) if v is None]}
-            ctx.rewrites = [*(ctx.rewrites or ()), fill.merge]  # the provider's items merged with the hits
+            ctx.rewrites = [*(ctx.rewrites or ()), fill.merged]  # the provider's items merged with the hits
         self._collect(gw, ctx, fill)
         return False
 

@@ -129,10 +129,10 @@ class GuardrailStage:
             for mode in spec.modes_for(tags):
                 phases[mode].append(spec)
         if phases["pre_call"]:
-            run.check_request(phases["pre_call"], "pre_call", rewrite=True)
-        if phases["during_call"]:
-            task = asyncio.ensure_future(asyncio.to_thread(run.check_request, phases["during_call"], "during_call",
-                                                           False))
+            await run.check_request(phases["pre_call"], "pre_call", rewrite=True)
+        if phases["during_call"]:  # alongside the provider call; the answer waits for it
+            task = asyncio.ensure_future(run.check_request(phases["during_call"], "during_call", False))
+            task.add_done_callback(_retrieved)  # the answer may never come (a provider error): no warning then
             ctx.gates = [*(ctx.gates or ()), task]
         post = phases["post_call"]
         restoring = [s for s in active if s.name in self.reversible and s.params.get("output_parse_pii")]
@@ -146,3 +146,8 @@ class GuardrailStage:
         for spec in phases["logging_only"]:
             run.note(spec.name, "logging_only")
         return False
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
