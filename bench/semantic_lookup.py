@@ -158,14 +158,14 @@ async def main() -> int:
             ("lookup in-loop embedder, miss", "lookup_inloop_miss"), ("lookup in-loop embedder, hit", "lookup_inloop_hit"),
             ("lookup local model, miss", "lookup_local_miss"), ("lookup local model, hit", "lookup_local_hit")]
     print(f"local model loaded in {load_s:.2f} s; {args.lookups} lookups per figure; ms p50 / p90 / p99")
-    print(f"{'':32s}" + "".join(f"{str(r['entries']) + ' entries':>26s}" for r in results))
+    print(f"{'':32s}" + "".join(f"{str(r['entries']) + ' entries':>40s}" for r in results))
     for label, key in rows:
         cells = []
         for r in results:
             s = r[key]
             served = f" ({s['served']} served)" if "served" in s and key.endswith("hit") else ""
             cells.append(f"{s['p50_ms']:.3f} / {s['p90_ms']:.3f} / {s['p99_ms']:.3f}{served}")
-        print(f"{label:32s}" + "".join(f"{c:>26s}" for c in cells))
+        print(f"{label:32s}" + "".join(f"{c:>40s}" for c in cells))
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

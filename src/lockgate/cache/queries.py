@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .keys import TRANSPORT_FIELDS
-from .semantic import SemanticQuery
 
 if TYPE_CHECKING:
     from ..context import RequestContext
+    from .semantic import SemanticQuery
 
 # route -> (the body's turn list, the user's role name in it)
 _TURNS = {"chat": ("messages", "user"), "messages": ("messages", "user"), "generate": ("contents", "user"),
@@ -52,6 +52,8 @@ def semantic_query(ctx: RequestContext, scope: str) -> SemanticQuery | None:
 
 
 def _query(ctx: RequestContext, scope: str, guard_body: dict[str, Any], text: str, turns: int) -> SemanticQuery:
+    from .semantic import SemanticQuery  # numpy: imported only when a semantic cache is configured
+
     material = orjson.dumps([ctx.route, ctx.model_group, ctx.stream, guard_body], option=orjson.OPT_SORT_KEYS)
     return SemanticQuery(scope=scope, guard=hashlib.sha256(material).hexdigest(), text=text, turns=turns)
 
