@@ -394,3 +394,56 @@ def test_output_guardrails_apply_to_cached_answers(policed, stream):
                        json={**body, "guardrails": {"pii": False}})
     assert again.headers["x-lockgate-cache"] == "hit" and "4111" not in again.text
     assert "card-out" in again.text and (again.status_code == 400 if not stream else "[DONE]" not in again.text)
+
+
+# ---------------------------------------------------------------- external services (fakes)
+
+
+@pytest.fixture(scope="module")
+def services():
+    from tests.conftest import MockHost
+    from tests.mocks import guardrail_apis
+
+    host = MockHost()
+    yield {"moderation": host.start("moderation", guardrail_apis.create_openai_moderation_app),
+           "generic": host.start("generic", guardrail_apis.create_generic_app)}
+    host.stop()
+
+
+def test_external_guardrails_concurrently_block_mask_and_fail_closed_or_open(mocks, services, tmp_path):
+    from tests.mocks import guardrail_apis
+
+    config = _config(mocks, [
+        {"guardrail_name": "moderation", "litellm_params": {
+            "guardrail": "openai_moderation", "mode": "pre_call", "default_on": True,
+            "api_base": services["moderation"].url, "api_key": guardrail_apis.OPENAI_API_KEY, "timeout": 1}},
+        {"guardrail_name": "generic", "litellm_params": {
+            "guardrail": "generic_guardrail_api", "mode": "pre_call", "default_on": True,
+            "api_base": services["generic"].url, "api_key": guardrail_apis.GENERIC_API_KEY, "timeout": 1}},
+        {"guardrail_name": "generic-open", "litellm_params": {
+            "guardrail": "generic_guardrail_api", "mode": "pre_call", "unreachable_fallback": "fail_open",
+            "api_base": services["generic"].url, "api_key": guardrail_apis.GENERIC_API_KEY, "timeout": 1}},
+    ])
+    gw = start_gateway(config, tmp_path)
+    try:
+        with pytest.raises(openai.BadRequestError, match="moderation"):
+            _echo(gw, "I will kill the process")
+        with pytest.raises(openai.BadRequestError, match="generic"):
+            _echo(gw, "a badword here")
+        text = _echo(gw, f"write to {EMAIL}").choices[0].message.content
+        assert EMAIL not in text and "[REDACTED_EMAIL]" in text  # masked by the service before the provider
+        started = time.monotonic()
+        _echo(gw, "TRIGGER_SLOW hello")  # both services wait 2 s... beyond their 1 s timeout: 503
+    except openai.InternalServerError as err:
+        assert err.status_code == 503 and "could not check" in str(err)
+        assert time.monotonic() - started < 1.9  # the two calls ran concurrently, each cut at 1 s
+    else:
+        raise AssertionError("a guardrail that cannot answer must fail closed")
+    try:
+        fine = _oai(gw).chat.completions.with_raw_response.create(
+            model="echo", messages=[{"role": "user", "content": "TRIGGER_500 hi"}],
+            extra_body={"guardrails": {"moderation": False, "generic": False, "generic-open": True}})
+        assert fine.status_code == 200  # fail_open: the service's 500 lets the request through
+    finally:
+        gw.process.terminate()
+        gw.process.wait(10)

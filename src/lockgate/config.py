@@ -220,16 +220,10 @@ def from_dict(raw: dict[str, Any]) -> Settings:
                                      warnings)
     except cache_settings.CacheConfigError as exc:
         raise ConfigError(str(exc)) from None
+    guardrails: list[GuardrailSpec] = []
     try:
-        from .guardrails.registry import TYPES
-
-        guardrails = guardrail_config.parse(raw.get("guardrails"), frozenset(TYPES), warnings,
-                                            {name: t.fields for name, t in TYPES.items()})
-        for spec in guardrails:  # a type's own fields are checked now (bad entity, pattern, regex: at start)
-            try:
-                TYPES[spec.type].build(spec)
-            except (ValueError, TypeError) as exc:
-                raise guardrail_config.GuardrailConfigError(f"guardrail {spec.name!r}: {exc}") from None
+        if raw.get("guardrails") is not None:  # the types are imported only when guardrails are configured
+            guardrails = _guardrails(raw["guardrails"], warnings)
     except guardrail_config.GuardrailConfigError as exc:
         raise ConfigError(str(exc)) from None
     return Settings(
@@ -262,6 +256,20 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         guardrails=guardrails,
         warnings=warnings,
     )
+
+
+def _guardrails(raw: Any, warnings: list[str]) -> list[GuardrailSpec]:
+    """The top-level ``guardrails:`` list; each type's own fields checked now (a bad entity, pattern or
+    regex fails at start, naming the guardrail)."""
+    from .guardrails.registry import TYPES
+
+    specs = guardrail_config.parse(raw, frozenset(TYPES), warnings, {name: t.fields for name, t in TYPES.items()})
+    for spec in specs:
+        try:
+            TYPES[spec.type].build(spec, None)
+        except (ValueError, TypeError) as exc:
+            raise guardrail_config.GuardrailConfigError(f"guardrail {spec.name!r}: {exc}") from None
+    return specs
 
 
 DEFAULT_REQUEST_MB = 32  # general_settings.max_request_size_mb (LiteLLM has no default)

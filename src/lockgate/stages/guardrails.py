@@ -47,10 +47,12 @@ class GuardrailStage:
 
         self.specs = {s.name: s for s in specs}
         self.defaults = [s.name for s in specs if s.default_on]
-        self.reversible = frozenset(s.name for s in specs if TYPES[s.type].reversible)
+        # presidio masks reversibly in process; with presidio_analyzer_api_base a server answers (placeholders)
+        self.reversible = frozenset(s.name for s in specs
+                                    if TYPES[s.type].reversible and not s.params.get("presidio_analyzer_api_base"))
         self.output_only = frozenset(s.name for s in specs if TYPES[s.type].output_only)
         self.whole = frozenset(s.name for s in specs if TYPES[s.type].whole)
-        self.checkers: dict[str, Checker] = {s.name: TYPES[s.type].build(s) for s in specs}  # bad fields: at start
+        self.checkers: dict[str, Checker] = {s.name: TYPES[s.type].build(s, gw.upstream) for s in specs}
         self.model_guardrails: dict[str, list[str]] = {}
         for dep in gw.settings.deployments:
             for name in dep.guardrails:
