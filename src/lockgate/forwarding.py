@@ -267,14 +267,14 @@ def _before_end(ctx: RequestContext) -> Awaitable[None] | None:
     pending = ctx.grant.finish(ctx) if ctx.grant is not None else None
     if ctx.finishers is None:
         return pending
-    return _finish_all(pending, ctx.finishers)
+    return _finish_all(ctx, pending, ctx.finishers)
 
 
-async def _finish_all(pending: Awaitable[None] | None, finishers: list[Finisher]) -> None:
+async def _finish_all(ctx: RequestContext, pending: Awaitable[None] | None, finishers: list[Finisher]) -> None:
     if pending is not None:
         await pending
     for finisher in finishers:
-        more = finisher()
+        more = finisher(ctx)
         if more is not None:
             await more
 

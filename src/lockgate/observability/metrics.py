@@ -118,6 +118,9 @@ class Metrics:
         self._token_children: dict[str, tuple[_Tally, _Tally]] = {}
         self._attempt_children: dict[tuple[str, str, bool], tuple[_Tally, _Tally]] = {}
         self._overhead = self._tally(self.overhead, OVERHEAD_BUCKETS)
+        self._cache_children: dict[str, _Tally] = {}
+        self._saved_cost = self._tally(self.cache_saved_cost)
+        self._saved_tokens = self._tally(self.cache_saved_tokens)
         self._next_flush = monotonic() + 1.0
         self._flush_scheduled = False
 
@@ -189,12 +192,21 @@ class Metrics:
             self.errors.labels(error_kind).inc()
 
     def observe_cache(self, result: str, saved_cost: float = 0.0, saved_tokens: int = 0) -> None:
-        """One cache verdict (only with the cache configured: counted directly)."""
-        self.cache_requests.labels(result).inc()
+        """One cache verdict (only with the cache configured), tallied like the request metrics."""
+        tally = self._cache_children.get(result)
+        if tally is None:
+            tally = self._cache_children[result] = self._tally(self.cache_requests.labels(result))
+        tally.count += 1
         if saved_cost:
-            self.cache_saved_cost.inc(saved_cost)
+            self._saved_cost.count += saved_cost
         if saved_tokens:
-            self.cache_saved_tokens.inc(saved_tokens)
+            self._saved_tokens.count += saved_tokens
+
+    def observe_cache_store(self, outcome: str) -> None:
+        tally = self._cache_children.get("store:" + outcome)
+        if tally is None:
+            tally = self._cache_children["store:" + outcome] = self._tally(self.cache_stores.labels(outcome))
+        tally.count += 1
 
     def plugin_error(self, plugin: str, hook: str, error: str) -> None:
         """A plugin hook raised, timed out or an event was dropped (rare: counted directly)."""

@@ -44,7 +44,8 @@ class ChunkFilter(Protocol):
 
 
 # run before an answer's last bytes, only when it ran to its end (after the spend is journaled)
-Finisher = Callable[[], Awaitable[None] | None]
+# (it takes the request: a closure over it would make a reference cycle, each request garbage for the GC)
+Finisher = Callable[["RequestContext"], Awaitable[None] | None]
 
 
 class Stage(Protocol):

@@ -192,11 +192,11 @@ class CacheStage:
         """Tap the answer; store it before its last bytes, so the client's next request already hits."""
         ctx.cache_fill = fill
         ctx.taps = [*(ctx.taps or ()), fill.tap]
-        ctx.finishers = [*(ctx.finishers or ()), lambda: self._store_safely(gw, ctx)]
+        ctx.finishers = [*(ctx.finishers or ()), self._store_safely]
 
-    async def _store_safely(self, gw: Gateway, ctx: RequestContext) -> None:
+    async def _store_safely(self, ctx: RequestContext) -> None:
         try:
-            await self._store(gw, ctx)
+            await self._store(self._gw, ctx)
         except Exception as exc:  # noqa: BLE001 - the answer goes out whatever happens to its copy
             log.warning("request %s: the answer could not be cached (%s)", ctx.request_id, type(exc).__name__)
 
@@ -252,18 +252,18 @@ class CacheStage:
         if fill is None or ctx.status != 200 or ctx.error_kind:
             return
         if fill.size > MAX_ENTRY_BYTES:
-            gw.metrics.cache_stores.labels("too_large").inc()
+            gw.metrics.observe_cache_store("too_large")
             return
         if isinstance(fill, EmbeddingsFill):
             await self._store_embeddings(gw, ctx, fill)
             return
         if not finished_naturally(ctx.route, ctx.stream, fill.chunks):
-            gw.metrics.cache_stores.labels("incomplete").inc()
+            gw.metrics.observe_cache_store("incomplete")
             return
         entry = Entry(time(), ctx.stream, fill.chunks if ctx.stream else [b"".join(fill.chunks)],
                       _cost(ctx), _tokens(ctx.usage), ctx.deployment.model if ctx.deployment else None)
         await self._checked(self.backend.set(fill.key, entry.encode(), fill.ttl))
-        gw.metrics.cache_stores.labels("stored").inc()
+        gw.metrics.observe_cache_store("stored")
         if fill.semantic is not None and self.semantic is not None:
             await self.semantic.add(fill.semantic, fill.key)
 
@@ -302,7 +302,7 @@ class CacheStage:
             return
         for key, value in fill.new_entries(_cost(ctx)):
             await self._checked(self.backend.set(key, value, fill.ttl))
-        gw.metrics.cache_stores.labels("stored").inc()
+        gw.metrics.observe_cache_store("stored")
 
     # ------------------------------------------------------------------ administration
 
