@@ -226,11 +226,22 @@ def test_policy_key_team_model_and_request(policed):
 
 def test_during_call_blocks_after_the_provider_was_asked(policed, mocks):
     tag = uuid.uuid4().hex[:8]
-    with pytest.raises(openai.BadRequestError, match="during"):
-        _oai(policed).chat.completions.create(
+    key = httpx.post(policed.url + "/key/generate", headers=ADMIN, json={}, timeout=10).json()["key"]
+    started = time.monotonic()
+    with pytest.raises(openai.BadRequestError, match="during") as err:
+        _oai(policed, key).chat.completions.create(  # the provider takes 3 s to answer (TRIGGER_SLOW)
             model="openai-model", extra_body={"guardrails": ["during"]},
-            messages=[{"role": "user", "content": f"{tag} SSN: 536-90-4399"}])
+            messages=[{"role": "user", "content": f"TRIGGER_SLOW {tag} SSN: 536-90-4399"}])
+    assert time.monotonic() - started < 2.5  # the refusal cancelled the provider call
     assert any(tag in str(r.body) for r in mocks["openai"].recorder.requests)  # ran alongside the call
+    rid = err.value.response.headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    row = None
+    while row is None and time.monotonic() < deadline:
+        rows = httpx.get(policed.url + "/spend/logs", headers=ADMIN, params={"request_id": rid}).json()["data"]
+        row = rows[0] if rows else None
+        time.sleep(0.2)
+    assert row is not None and row["status"] == 400 and row["prompt_tokens"] > 0  # the prompt is accounted
 
 
 def test_masked_prompts_never_share_a_cache_entry(policed):

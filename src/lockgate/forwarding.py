@@ -12,6 +12,7 @@ Three paths, chosen in ``bind``:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
@@ -27,7 +28,7 @@ from .dialects.output_limits import clamp_max_tokens
 from .errors import BadRequest, LockgateError, UpstreamError, describe_body, is_error_body
 from .gateway import Gateway
 from .http import Receive, Send, send_bytes, stream_events
-from .transport.client import UpstreamStream, too_large
+from .transport.client import UpstreamReply, UpstreamStream, too_large
 from .transport.sse import encode_event
 
 if TYPE_CHECKING:
@@ -293,6 +294,27 @@ async def _send_checked(send: Send, ctx: RequestContext, body: bytes) -> None:
     await send_answer(send, ctx, body)
 
 
+async def _raced(ctx: RequestContext, call: Awaitable[UpstreamReply]) -> UpstreamReply:
+    """The provider call against the gates (during_call guardrails): a gate that refuses first cancels
+    the call; the prompt it sent is still accounted (estimated: the provider told nothing)."""
+    task = asyncio.ensure_future(call)
+    gates = [asyncio.ensure_future(g) for g in ctx.gates or ()]
+    ctx.gates = gates  # type: ignore[assignment]
+    pending: set[asyncio.Future[Any]] = {task, *gates}
+    while task in pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for gate in done - {task}:
+            if gate.exception() is not None:
+                task.cancel()
+                assert ctx.deployment is not None
+                ctx.usage = await tokens.estimate_missing_usage(ctx.body, ctx.deployment.model)
+                if ctx.usage is not None:
+                    ctx.usage["completion_tokens"] = 0
+                    ctx.usage["total_tokens"] = ctx.usage.get("prompt_tokens") or 0
+                raise gate.exception()  # type: ignore[misc]
+    return task.result()
+
+
 async def _pass_gates(ctx: RequestContext) -> None:
     gates, ctx.gates = ctx.gates, None
     for gate in gates or ():
@@ -337,7 +359,8 @@ async def _post(gw: Gateway, ctx: RequestContext, url: str, body: dict[str, Any]
     payload = orjson.dumps(body)
     headers = await upstream_headers(ctx, url, payload)
     started = perf_counter()
-    reply = await gw.upstream.post(url, headers, payload, timeout_of(gw, ctx), gw.settings.max_response_body)
+    call = gw.upstream.post(url, headers, payload, timeout_of(gw, ctx), gw.settings.max_response_body)
+    reply = await (call if ctx.gates is None else _raced(ctx, call))
     ctx.upstream_seconds += perf_counter() - started
     if reply.status >= 400:
         raise upstream_error(ctx, reply.status, reply.headers, reply.body)
