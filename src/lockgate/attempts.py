@@ -47,9 +47,12 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         tried.add(dep.id)
         router.started(dep)
         started = perf_counter()
+        span = gw.tracing.start_attempt(ctx, dep, ctx.span) if ctx.span is not None and gw.tracing else None
         try:
             await forwarding.call_once(gw, ctx, send, receive)
         except PROVIDER_FAILURES as err:
+            if span is not None:
+                gw.tracing.end_attempt(ctx, span, err)  # type: ignore[union-attr]
             _as_bad_gateway(ctx, err)
             kind = failure_kind(err)
             # a failure the client's body caused (400/413/422) is no sign of the deployment's health
@@ -67,9 +70,13 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
                 continue
             index, last = _next_group(gw, ctx, groups, index, kind, err)
             continue
-        except BaseException:
+        except BaseException as exc:
             router.failed(dep, LockgateError("aborted"), "aborted")
+            if span is not None:
+                gw.tracing.end_attempt(ctx, span, exc if isinstance(exc, Exception) else None)  # type: ignore[union-attr]
             raise
+        if span is not None:
+            gw.tracing.end_attempt(ctx, span, None)  # type: ignore[union-attr]
         _record_success(gw, ctx, dep, group, started)
         return
     assert last is not None

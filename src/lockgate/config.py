@@ -67,6 +67,7 @@ KNOWN_LOCKGATE = {
     "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
     "upstream_thread_batch_at", "connect_timeout", "database_path", "routing_rules", "governance",
     "callback_timeout", "callback_log_timeout", "callback_queue_size", "callback_workers",
+    "otel_forward_traceparent",
 }
 KNOWN_TOP = {
     "model_list", "general_settings", "litellm_settings", "router_settings",
@@ -155,6 +156,8 @@ class Settings:
     governance: dict[str, Any] = field(default_factory=dict)  # lockgate_settings.governance (enforcement knobs)
     plugins: PluginSettings = field(default_factory=PluginSettings)
     cache: CacheSettings | None = None  # litellm_settings.cache + cache_params (docs/caching.md); None: off
+    otel: bool = False  # litellm_settings.callbacks has "otel": OpenTelemetry traces (docs/observability.md)
+    otel_forward_traceparent: bool = False  # lockgate_settings: each attempt's trace context sent to the provider
     guardrails: list[GuardrailSpec] = field(default_factory=list)  # the top-level guardrails: list
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
@@ -253,6 +256,8 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         governance=dict(ours.get("governance") or {}),
         plugins=_plugin_settings(litellm, ours, warnings),
         cache=cache,
+        otel="otel" in _names(litellm.get("callbacks")),
+        otel_forward_traceparent=bool(ours.get("otel_forward_traceparent", False)),
         guardrails=guardrails,
         warnings=warnings,
     )
@@ -322,7 +327,7 @@ def _plugin_settings(litellm: dict[str, Any], ours: dict[str, Any], warnings: li
         if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
             raise ConfigError(f"litellm_settings.{name} must be a name or a list of names")
         found[name] = [e for e in entries if "." in e]
-        builtin = [e for e in entries if "." not in e]
+        builtin = [e for e in entries if "." not in e and not (name == "callbacks" and e == "otel")]
         if builtin:
             warnings.append(f"not implemented yet, ignored: litellm_settings.{name}: {', '.join(builtin)}")
     opts = PluginSettings(found["callbacks"], found["success_callback"], found["failure_callback"],
@@ -332,6 +337,10 @@ def _plugin_settings(litellm: dict[str, Any], ours: dict[str, Any], warnings: li
         raise ConfigError("lockgate_settings.callback_timeout / callback_log_timeout must be > 0, "
                           "callback_queue_size / callback_workers >= 1")
     return opts
+
+
+def _names(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
 
 
 def _router_settings(router: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from .cache.fill import CacheFill
     from .config import Deployment
     from .dialects import FrontDoor
@@ -56,6 +58,8 @@ class RequestContext:
     chunk_filters: list[ChunkFilter] | None = None  # stages' filters over a translated stream's canonical chunks
     force_translate: bool = False  # a stage needs canonical chunks: no passthrough for this request
     guardrails: GuardRun | None = None  # this request's guardrails (results go to the spend log)
+    span: Span | None = None  # the request's server span (OpenTelemetry), when tracing is on
+    trace_headers: dict[str, str] | None = None  # the attempt's traceparent for the provider (otel_forward_traceparent)
     unmasked_body: dict[str, Any] | None = None  # the body as the client sent it, when a guardrail masked it
     grant: Grant | None = None  # governance.Grant: admitted counters, cost, journal state (None without governance)
 

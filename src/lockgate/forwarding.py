@@ -161,6 +161,8 @@ async def upstream_headers(ctx: RequestContext, url: str, payload: bytes) -> dic
         value = ctx.headers.get(name)
         if value is not None:
             headers[name] = value
+    if ctx.trace_headers is not None:  # otel_forward_traceparent: the attempt span as the provider's parent
+        headers.update(ctx.trace_headers)
     if provider.signs:
         headers = await provider.sign(dep, url, headers, payload)
     return headers

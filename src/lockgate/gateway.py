@@ -7,6 +7,7 @@ the pipeline receives it explicitly.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from .context import RequestContext
     from .governance import Governance
+    from .observability.tracing import Tracing
     from .plugins.runner import Plugins
     from .stages import After, Before
     from .stages.cache import CacheStage
@@ -73,6 +75,7 @@ class Gateway:
         self.redis: redis.asyncio.Redis | None = None  # redis.asyncio.Redis when settings.redis_url is set
         self.health: HealthChecks | None = None
         self.hooks = Hooks()
+        self.tracing: Tracing | None = None  # OpenTelemetry traces (litellm_settings.callbacks: otel), in start()
         self.plugins: Plugins | None = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
         # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
         self.change_listeners: list[Callable[[str, str], Any]] = []
@@ -112,6 +115,10 @@ class Gateway:
 
             self.plugins = Plugins(self)
             await self.plugins.start()
+        if self.settings.otel:
+            from .observability.tracing import Tracing
+
+            self.tracing = Tracing(self.settings.otel_forward_traceparent)
         for stage in self.before_stages:
             await getattr(stage, "start", _nothing)()
         self.health = HealthChecks(self)
@@ -127,6 +134,11 @@ class Gateway:
             await self.governance.close()  # final spend flush before the store closes
         self.access_log.flush()
         self.metrics.flush()
+        if self.tracing is not None:  # queued spans exported, for 3 s at most (a dead collector retries)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.tracing.close), 3)
+            except TimeoutError:
+                pass
         if self.health is not None:
             await self.health.close()
         if self.router.shared is not None:

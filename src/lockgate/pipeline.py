@@ -45,6 +45,8 @@ REQUIRED: dict[str, tuple[tuple[str, type | tuple[type, ...], str], ...]] = {
 
 async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, receive: Receive) -> None:
     error: LockgateError | None = None
+    if gw.tracing is not None:
+        ctx.span = gw.tracing.start_request(ctx)
     try:
         await authenticate(gw, ctx)
         parse(ctx, raw_body)
@@ -69,6 +71,8 @@ async def handle(gw: Gateway, ctx: RequestContext, raw_body: bytes, send: Send, 
             except Exception as exc:
                 log.exception("request %s: the %s stage failed: %s", ctx.request_id, stage.name,
                               type(exc).__name__)
+        if ctx.span is not None and gw.tracing is not None:
+            gw.tracing.end_request(ctx, ctx.span, error)
         if ctx.guardrails is not None:  # its objects point back at the request: no cycle left for the GC
             ctx.guardrails = ctx.chunk_filters = ctx.rewrites = ctx.gates = None
 

@@ -1,0 +1,156 @@
+"""OpenTelemetry traces (``litellm_settings.callbacks: ["otel"]``), with the GenAI semantic conventions.
+
+Configured by the standard variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``),
+``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``; ``http/json`` is not offered
+by the OpenTelemetry SDK's exporters and is served as ``http/protobuf``, with a warning),
+``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``, and the batch processor's ``OTEL_BSP_*``.
+
+Per request: a SERVER span (continuing the caller's W3C ``traceparent`` / ``tracestate``), and a CLIENT
+span per provider attempt, both named ``{gen_ai.operation.name} {gen_ai.request.model}``; retries and
+fallbacks are separate attempt spans.  Attributes: ``gen_ai.operation.name``, ``gen_ai.provider.name``,
+``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` / ``output_tokens``,
+``error.type``, and the gateway's own ``lockgate.*`` (deployment id, attempt, retries, fallbacks, cache
+result, guardrail verdicts, cost, key alias, team): never a key, never prompt or answer text.
+
+Spans are handed to the SDK's BatchSpanProcessor: exported in batches by its own thread, off the request
+path, from a bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``, default 2048): a collector that is down or slow
+never slows a request; spans that do not fit are dropped by the SDK (it logs them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ..config import Deployment
+    from ..context import RequestContext
+
+log = logging.getLogger("lockgate.tracing")
+
+OPERATIONS = {"chat": "chat", "messages": "chat", "generate": "chat", "responses": "chat",
+              "completions": "text_completion", "embeddings": "embeddings", "count_tokens": "count_tokens",
+              "gemini_count_tokens": "count_tokens"}
+
+
+class Tracing:
+    def __init__(self, forward_context: bool = False) -> None:
+        from opentelemetry.propagators.textmap import TextMapPropagator
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "lockgate"})
+        self.provider = TracerProvider(resource=resource)  # the gateway's own: no global provider is set
+        self.provider.add_span_processor(BatchSpanProcessor(_exporter()))
+        self.tracer = self.provider.get_tracer("lockgate")
+        self.propagator: TextMapPropagator = TraceContextTextMapPropagator()
+        self.forward_context = forward_context  # the attempt's context sent to the provider (traceparent)
+
+    def close(self) -> None:
+        self.provider.shutdown()  # what is queued is exported first
+
+    # ------------------------------------------------------------------ spans
+
+    def start_request(self, ctx: RequestContext) -> Span:
+        from opentelemetry.trace import SpanKind
+
+        parent = self.propagator.extract(ctx.headers)  # the caller's traceparent / tracestate, if any
+        return self.tracer.start_span(f"{OPERATIONS.get(ctx.route, ctx.route)}", context=parent,
+                                      kind=SpanKind.SERVER,
+                                      attributes={"gen_ai.operation.name": OPERATIONS.get(ctx.route, ctx.route),
+                                                  "http.request.method": "POST", "lockgate.route": ctx.route})
+
+    def end_request(self, ctx: RequestContext, span: Span, error: Exception | None) -> None:
+        op = OPERATIONS.get(ctx.route, ctx.route)
+        if ctx.model:
+            span.update_name(f"{op} {ctx.model}")
+        attrs: dict[str, Any] = {"http.response.status_code": ctx.status or 500, "lockgate.request_id": ctx.request_id,
+                                 "lockgate.retries": ctx.retries, "lockgate.fallbacks": ctx.fallbacks}
+        if ctx.model:
+            attrs["gen_ai.request.model"] = ctx.model
+        if ctx.deployment is not None:
+            attrs["gen_ai.response.model"] = ctx.deployment.model
+            attrs["lockgate.deployment.id"] = ctx.deployment.id
+        if ctx.provider is not None:
+            attrs["gen_ai.provider.name"] = ctx.provider.name
+        _usage(attrs, ctx.usage)
+        if ctx.cache_result is not None:
+            attrs["lockgate.cache"] = ctx.cache_result
+        if ctx.grant is not None:
+            attrs["lockgate.cost"] = ctx.grant.cost
+        if ctx.guardrails is not None:
+            attrs["lockgate.guardrails"] = [f"{r.name}:{r.phase}:{r.verdict}" for r in ctx.guardrails.results]
+        from ..governance.types import Principal
+
+        principal = ctx.principal
+        if isinstance(principal, Principal):
+            if principal.key.key_alias:
+                attrs["lockgate.key_alias"] = principal.key.key_alias
+            if principal.key.team_id:
+                attrs["lockgate.team_id"] = principal.key.team_id
+        if ctx.error_kind:
+            attrs["error.type"] = ctx.error_kind
+        span.set_attributes(attrs)
+        if ctx.error_kind or (ctx.status or 500) >= 500:
+            from opentelemetry.trace import Status, StatusCode
+
+            span.set_status(Status(StatusCode.ERROR, ctx.error_kind or "error"))
+        span.end()
+
+    def start_attempt(self, ctx: RequestContext, dep: Deployment, parent: Span) -> Span:
+        from opentelemetry.trace import SpanKind, set_span_in_context
+
+        op = OPERATIONS.get(ctx.route, ctx.route)
+        span = self.tracer.start_span(f"{op} {ctx.model}", context=set_span_in_context(parent),
+                                      kind=SpanKind.CLIENT, attributes={
+                                          "gen_ai.operation.name": op, "gen_ai.request.model": ctx.model,
+                                          "gen_ai.provider.name": ctx.provider.name if ctx.provider else dep.provider,
+                                          "gen_ai.response.model": dep.model, "lockgate.deployment.id": dep.id,
+                                          "lockgate.model_group": ctx.model_group, "lockgate.attempt": ctx.retries,
+                                          "lockgate.fallback": ctx.fallbacks})
+        if self.forward_context:
+            carrier: dict[str, str] = {}
+            self.propagator.inject(carrier, context=set_span_in_context(span))
+            ctx.trace_headers = carrier
+        return span
+
+    def end_attempt(self, ctx: RequestContext, span: Span, error: Exception | None) -> None:
+        attrs: dict[str, Any] = {}
+        _usage(attrs, ctx.usage)
+        if error is not None:
+            from opentelemetry.trace import Status, StatusCode
+
+            kind = getattr(error, "kind", None) or type(error).__name__
+            attrs["error.type"] = kind
+            status = getattr(error, "upstream_status", None) or getattr(error, "status", None)
+            if status:
+                attrs["http.response.status_code"] = status
+            span.set_status(Status(StatusCode.ERROR, kind))
+        span.set_attributes(attrs)
+        span.end()
+
+
+def _usage(attrs: dict[str, Any], usage: dict[str, Any] | None) -> None:
+    if usage:
+        attrs["gen_ai.usage.input_tokens"] = int(usage.get("prompt_tokens") or 0)
+        attrs["gen_ai.usage.output_tokens"] = int(usage.get("completion_tokens") or 0)
+
+
+def _exporter() -> Any:
+    protocol = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+                or "http/protobuf")
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+
+        return GrpcExporter()
+    if protocol != "http/protobuf":
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not offered by the OpenTelemetry SDK's exporters: "
+                    "exporting with http/protobuf", protocol)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / HEADERS itself
