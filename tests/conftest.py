@@ -139,6 +139,10 @@ class RunningGateway:
 
 
 def start_gateway(config: dict, tmp: Path, env_extra: dict[str, str] | None = None) -> RunningGateway:
+    # tests stop their gateways with SIGTERM: no drain grace unless the test sets one (tests/test_shutdown.py)
+    general = config.setdefault("general_settings", {})
+    if isinstance(general, dict):
+        general.setdefault("shutdown_grace_seconds", 0)
     config_path = tmp / "config.yaml"
     config_path.write_text(yaml.safe_dump(config))
     port = free_port()

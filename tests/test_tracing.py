@@ -131,3 +131,51 @@ def test_a_dead_collector_never_slows_requests(mocks, tmp_path):
     finally:
         gw.process.terminate()
         gw.process.wait(10)
+
+
+def test_langfuse_otel_sends_to_its_endpoint_with_basic_auth_and_its_attributes(mocks, tmp_path):
+    import base64
+
+    collector = Collector()
+    paths: list[str] = []
+
+    def app(_recorder) -> web.Application:
+        async def traces(request: web.Request) -> web.Response:
+            paths.append(request.path)
+            export = ExportTraceServiceRequest()
+            export.ParseFromString(await request.read())
+            collector.headers.append(dict(request.headers))
+            for rs in export.resource_spans:
+                for ss in rs.scope_spans:
+                    collector.spans.extend(ss.spans)
+            return web.Response(body=b"")
+
+        application = web.Application()
+        application.router.add_post("/api/public/otel/v1/traces", traces)
+        return application
+
+    host = MockHost()
+    server = host.start("langfuse", app)
+    config = gateway_config(mocks)
+    config["litellm_settings"] = {"callbacks": ["langfuse_otel"]}
+    gw = start_gateway(config, tmp_path, env_extra={
+        "LANGFUSE_HOST": server.url, "LANGFUSE_PUBLIC_KEY": "pk-lf-test", "LANGFUSE_SECRET_KEY": "sk-lf-test",
+        "OTEL_BSP_SCHEDULE_DELAY": "100"})
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key=MASTER_KEY, max_retries=0)
+        reply = client.chat.completions.with_raw_response.create(
+            model="mock-model", messages=[{"role": "user", "content": "hi"}], user="end-user-7",
+            extra_body={"metadata": {"session_id": "sess-1", "tags": ["prod", "checkout"]}})
+        rid = reply.headers["x-request-id"]
+        server_span = collector.wait(lambda s: attrs(s).get("lockgate.request_id") == rid)[0]
+        a = attrs(server_span)
+        assert a["user.id"] == "end-user-7" and a["session.id"] == "sess-1"
+        assert a["langfuse.trace.tags"] == ["prod", "checkout"]
+        gen = collector.wait(lambda s: s.parent_span_id == server_span.span_id)[0]
+        assert attrs(gen)["langfuse.observation.type"] == "generation"
+        expected = "Basic " + base64.b64encode(b"pk-lf-test:sk-lf-test").decode()
+        assert collector.headers[-1]["Authorization"] == expected and paths[-1] == "/api/public/otel/v1/traces"
+    finally:
+        gw.process.terminate()
+        gw.process.wait(10)
+        host.stop()

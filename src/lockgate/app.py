@@ -24,6 +24,7 @@ from .dialects import anthropic_messages, openai_chat, openai_completions, opena
 from .errors import LockgateError, NotFound, PermissionDenied
 from .gateway import Gateway
 from .http import Receive, Scope, Send, read_body, send_bytes
+from .shutdown import Drain, Readiness
 
 log = logging.getLogger("lockgate")
 
@@ -147,12 +148,10 @@ async def liveliness(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
     await send_bytes(send, 200, b'"I\'m alive!"', [])
 
 
-async def readiness(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    store = getattr(gw, "store", None)
-    db = "not configured" if store is None else ("connected" if await store.ping() else "disconnected")
-    body = {"status": "healthy" if db != "disconnected" else "unhealthy", "version": __version__,
-            "models": len(gw.groups), "db": db}
-    await send_bytes(send, 200 if db != "disconnected" else 503, orjson.dumps(body), [])
+async def readiness(probe: Readiness, send: Send) -> None:
+    """503 while draining (shutdown.py) or when the database or Redis does not answer (checks cached ~1 s)."""
+    status, body = await probe.answer()
+    await send_bytes(send, status, orjson.dumps(body), [])
 
 
 async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
@@ -178,7 +177,6 @@ OTHER_ROUTES: dict[tuple[str, str], Handler] = {
     ("GET", "/health"): health,
     ("GET", "/health/liveliness"): liveliness,
     ("GET", "/health/liveness"): liveliness,
-    ("GET", "/health/readiness"): readiness,
     ("GET", "/metrics"): metrics,
     ("GET", "/model/info"): model_info,
 }
@@ -193,6 +191,8 @@ class App:
         self.gateway: Gateway | None = None
         self.admin: Any = None  # the management API (FastAPI), built on its first call
         self._admin_lock: asyncio.Lock | None = None
+        self.readiness: Readiness | None = None  # GET /health/readiness, and the draining flag (shutdown.py)
+        self.drain: Drain | None = None  # SIGTERM / SIGINT taken over from uvicorn at start-up
 
     def start(self) -> Gateway:
         settings = self._settings or config.load(self._config_path or os.environ["LOCKGATE_CONFIG"])
@@ -201,6 +201,7 @@ class App:
         if settings.master_key is None:
             log.warning("no general_settings.master_key: every request is accepted without a key")
         self.gateway = Gateway(settings)
+        self.readiness = Readiness(self.gateway)
         gc.collect()
         gc.freeze()  # start-up objects are long-lived: keep them out of collections
         gc.set_threshold(100_000, 50, 100)
@@ -221,6 +222,8 @@ class App:
                     started = time.perf_counter()
                     gateway = self.start()
                     await gateway.start()
+                    assert self.readiness is not None
+                    self.drain = Drain.install(self.readiness)
                     log.info("lockgate %s ready in %.0f ms", __version__, (time.perf_counter() - started) * 1000)
                 except Exception as exc:  # noqa: BLE001
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
@@ -245,6 +248,9 @@ class App:
         handler = OTHER_ROUTES.get((method, path))
         if handler is not None:
             await handler(gw, scope, receive, send)
+        elif method == "GET" and path == "/health/readiness":
+            assert self.readiness is not None
+            await readiness(self.readiness, send)
         elif method == "GET" and path.startswith("/models/"):
             await get_model(gw, scope, receive, send, path[len("/models/"):])
         elif method == "POST" and (spec := gemini_door.match(path)):

@@ -125,15 +125,21 @@ def serve_command(args: argparse.Namespace) -> int:
             return 1
         os.environ[SOCKET_ENV] = service.path
     try:
-        _run(args)
+        _run(args, settings)
     finally:
         if service is not None:
             service.stop()
     return 0
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, settings: config.Settings) -> None:
+    """uvicorn (its supervisor with --workers N); each serving process takes SIGTERM / SIGINT over at start-up
+    for the graceful shutdown (shutdown.py), the timeout given here only bounds uvicorn if it could not."""
+    import math
+
     import uvicorn
+
+    from .shutdown import END_MARGIN
 
     uvicorn.run(
         "lockgate.app:create_app",
@@ -148,6 +154,7 @@ def _run(args: argparse.Namespace) -> None:
         log_level=args.log_level,
         server_header=False,
         date_header=False,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_timeout + END_MARGIN),
     )
 
 

@@ -54,6 +54,7 @@ KNOWN_GENERAL = {
     "database_url", "max_budget", "budget_duration",
     "max_request_size_mb", "max_response_size_mb",
     "reject_unpriced_for_budgets",
+    "shutdown_grace_seconds", "graceful_shutdown_timeout",
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
                  "callbacks", "success_callback", "failure_callback", "cache", "cache_params"}
@@ -157,10 +158,13 @@ class Settings:
     plugins: PluginSettings = field(default_factory=PluginSettings)
     cache: CacheSettings | None = None  # litellm_settings.cache + cache_params (docs/caching.md); None: off
     otel: bool = False  # litellm_settings.callbacks has "otel": OpenTelemetry traces (docs/observability.md)
+    langfuse_otel: bool = False  # "langfuse_otel": the same spans to Langfuse's OTLP endpoint
     otel_forward_traceparent: bool = False  # lockgate_settings: each attempt's trace context sent to the provider
     guardrails: list[GuardrailSpec] = field(default_factory=list)  # the top-level guardrails: list
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
+    shutdown_grace_seconds: float = 5.0  # general_settings: on SIGTERM, readiness 503 while still serving (shutdown.py)
+    graceful_shutdown_timeout: float = 30.0  # general_settings: then in-flight requests and streams get this long
 
     def groups(self) -> dict[str, list[Deployment]]:
         out: dict[str, list[Deployment]] = {}
@@ -257,10 +261,24 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         plugins=_plugin_settings(litellm, ours, warnings),
         cache=cache,
         otel="otel" in _names(litellm.get("callbacks")),
+        langfuse_otel="langfuse_otel" in _names(litellm.get("callbacks")),
         otel_forward_traceparent=bool(ours.get("otel_forward_traceparent", False)),
         guardrails=guardrails,
         warnings=warnings,
+        shutdown_grace_seconds=_seconds(general, "shutdown_grace_seconds", 5),
+        graceful_shutdown_timeout=_seconds(general, "graceful_shutdown_timeout", 30),
     )
+
+
+def _seconds(general: dict[str, Any], key: str, default: float) -> float:
+    value = general.get(key, default)
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"general_settings.{key}: {value!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):  # NaN fails too
+        raise ConfigError(f"general_settings.{key}: must be 0 or more seconds")
+    return seconds
 
 
 def _guardrails(raw: Any, warnings: list[str]) -> list[GuardrailSpec]:
@@ -327,7 +345,7 @@ def _plugin_settings(litellm: dict[str, Any], ours: dict[str, Any], warnings: li
         if not isinstance(entries, list) or not all(isinstance(e, str) and e for e in entries):
             raise ConfigError(f"litellm_settings.{name} must be a name or a list of names")
         found[name] = [e for e in entries if "." in e]
-        builtin = [e for e in entries if "." not in e and not (name == "callbacks" and e == "otel")]
+        builtin = [e for e in entries if "." not in e and not (name == "callbacks" and e in ("otel", "langfuse_otel"))]
         if builtin:
             warnings.append(f"not implemented yet, ignored: litellm_settings.{name}: {', '.join(builtin)}")
     opts = PluginSettings(found["callbacks"], found["success_callback"], found["failure_callback"],

@@ -7,7 +7,6 @@ the pipeline receives it explicitly.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 from collections.abc import Awaitable, Callable
@@ -115,10 +114,11 @@ class Gateway:
 
             self.plugins = Plugins(self)
             await self.plugins.start()
-        if self.settings.otel:
+        if self.settings.otel or self.settings.langfuse_otel:
             from .observability.tracing import Tracing
 
-            self.tracing = Tracing(self.settings.otel_forward_traceparent)
+            self.tracing = Tracing(self.settings.otel_forward_traceparent, otlp=self.settings.otel,
+                                   langfuse=self.settings.langfuse_otel)
         for stage in self.before_stages:
             await getattr(stage, "start", _nothing)()
         self.health = HealthChecks(self)
@@ -135,10 +135,7 @@ class Gateway:
         self.access_log.flush()
         self.metrics.flush()
         if self.tracing is not None:  # queued spans exported, for 3 s at most (a dead collector retries)
-            try:
-                await asyncio.wait_for(asyncio.to_thread(self.tracing.close), 3)
-            except TimeoutError:
-                pass
+            await self.tracing.close_within(3.0)
         if self.health is not None:
             await self.health.close()
         if self.router.shared is not None:

@@ -84,7 +84,7 @@ async def stream_events(
     """
     await send({"type": "http.response.start", "status": status, "headers": [*SSE_HEADERS, *headers]})
     state = _StreamState(asyncio.current_task())
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher = asyncio.ensure_future(_wait_disconnect(receive, state))
     watcher.add_done_callback(state.client_left)
     try:
         async for data in events:
@@ -98,6 +98,15 @@ async def stream_events(
         await send({"type": "http.response.body", "body": b""})
         return True
     except asyncio.CancelledError:
+        if state.ending is not None:  # the shutdown deadline (shutdown.py): its error event ends the stream
+            state.task.uncancel()
+            await events.aclose()  # type: ignore[attr-defined]  # the usage read so far, before the journal
+            await send({"type": "http.response.body", "body": state.ending, "more_body": True})
+            state.done = True
+            if before_end is not None and (pending := before_end()) is not None:
+                await pending
+            await send({"type": "http.response.body", "body": b""})
+            return True
         if not state.disconnected:
             raise
         state.task.uncancel()  # our own cancellation: the client went away
@@ -109,24 +118,48 @@ async def stream_events(
 
 
 class _StreamState:
-    """Cancels the streaming task when the client disconnects (one watcher task, no polling)."""
+    """Cancels the streaming task when the client disconnects (one watcher task, no polling); or, at
+    the shutdown deadline, ends the stream with an error event (``end``)."""
 
-    __slots__ = ("disconnected", "done", "task")
+    __slots__ = ("disconnected", "done", "ending", "task")
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
         assert task is not None
         self.task = task
         self.done = False
         self.disconnected = False
+        self.ending: bytes | None = None
 
     def client_left(self, watcher: asyncio.Future[None]) -> None:
-        if not self.done and not watcher.cancelled():
+        if not self.done and self.ending is None and not watcher.cancelled():
             self.disconnected = True
             self.task.cancel()
 
+    def end(self, event: bytes) -> bool:
+        """Stop the stream where it waits and send ``event`` (an error in the client's dialect) as its last
+        event; the spend is journaled as for any stream that ends with an error.  False: it had ended."""
+        if self.done or self.disconnected or self.ending is not None:
+            return False
+        self.ending = event
+        self.task.cancel()
+        return True
 
-async def _wait_disconnect(receive: Receive) -> None:
+
+async def _wait_disconnect(receive: Receive, state: _StreamState) -> None:  # state: found by open_streams()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def open_streams() -> list[_StreamState]:
+    """The streams this event loop is sending (found through their disconnect watchers; used at shutdown,
+    so nothing is registered per request)."""
+    found = []
+    for task in asyncio.all_tasks():
+        coro = task.get_coro()
+        if getattr(coro, "cr_code", None) is _wait_disconnect.__code__ and not task.done():
+            state = coro.cr_frame.f_locals.get("state")  # type: ignore[union-attr]
+            if isinstance(state, _StreamState) and not state.done:
+                found.append(state)
+    return found

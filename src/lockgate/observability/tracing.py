@@ -37,7 +37,7 @@ OPERATIONS = {"chat": "chat", "messages": "chat", "generate": "chat", "responses
 
 
 class Tracing:
-    def __init__(self, forward_context: bool = False) -> None:
+    def __init__(self, forward_context: bool = False, otlp: bool = True, langfuse: bool = False) -> None:
         from opentelemetry.propagators.textmap import TextMapPropagator
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -46,13 +46,45 @@ class Tracing:
 
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "lockgate"})
         self.provider = TracerProvider(resource=resource)  # the gateway's own: no global provider is set
-        self.provider.add_span_processor(BatchSpanProcessor(_exporter()))
+        if otlp:
+            self.provider.add_span_processor(BatchSpanProcessor(_exporter()))
+        if langfuse:
+            self.provider.add_span_processor(BatchSpanProcessor(_langfuse_exporter()))
+        self.langfuse = langfuse
         self.tracer = self.provider.get_tracer("lockgate")
         self.propagator: TextMapPropagator = TraceContextTextMapPropagator()
         self.forward_context = forward_context  # the attempt's context sent to the provider (traceparent)
 
     def close(self) -> None:
         self.provider.shutdown()  # what is queued is exported first
+
+    async def close_within(self, seconds: float) -> None:
+        """``close`` in a daemon thread, waited for ``seconds`` at most: an exporter still retrying a dead
+        collector then never holds the process's exit (a pool thread would be joined at exit)."""
+        import asyncio
+        import threading
+
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finished() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        def run() -> None:
+            try:
+                self.close()
+            finally:
+                try:
+                    loop.call_soon_threadsafe(finished)
+                except RuntimeError:  # the loop closed meanwhile (the wait timed out): nobody is waiting
+                    pass
+
+        threading.Thread(target=run, name="lockgate-otel-close", daemon=True).start()
+        try:
+            await asyncio.wait_for(done, seconds)
+        except TimeoutError:
+            log.warning("traces: the exporter did not finish within %.0f s; the rest is dropped", seconds)
 
     # ------------------------------------------------------------------ spans
 
@@ -95,6 +127,8 @@ class Tracing:
                 attrs["lockgate.team_id"] = principal.key.team_id
         if ctx.error_kind:
             attrs["error.type"] = ctx.error_kind
+        if self.langfuse:
+            attrs.update(_langfuse_trace(ctx))
         span.set_attributes(attrs)
         if ctx.error_kind or (ctx.status or 500) >= 500:
             from opentelemetry.trace import Status, StatusCode
@@ -113,6 +147,8 @@ class Tracing:
                                           "gen_ai.response.model": dep.model, "lockgate.deployment.id": dep.id,
                                           "lockgate.model_group": ctx.model_group, "lockgate.attempt": ctx.retries,
                                           "lockgate.fallback": ctx.fallbacks})
+        if self.langfuse:
+            span.set_attribute("langfuse.observation.type", "generation")
         if self.forward_context:
             carrier: dict[str, str] = {}
             self.propagator.inject(carrier, context=set_span_in_context(span))
@@ -139,6 +175,43 @@ def _usage(attrs: dict[str, Any], usage: dict[str, Any] | None) -> None:
     if usage:
         attrs["gen_ai.usage.input_tokens"] = int(usage.get("prompt_tokens") or 0)
         attrs["gen_ai.usage.output_tokens"] = int(usage.get("completion_tokens") or 0)
+
+
+def _langfuse_trace(ctx: RequestContext) -> dict[str, Any]:
+    """Langfuse's trace attributes: the end user, the session and tags the request names."""
+    from ..governance.types import Principal
+
+    body = ctx.body
+    given = body.get("metadata")
+    meta: dict[str, Any] = given if isinstance(given, dict) else {}
+    out: dict[str, Any] = {}
+    user = body.get("user") or meta.get("trace_user_id")
+    if not user and isinstance(ctx.principal, Principal):
+        user = ctx.principal.key.user_id
+    if isinstance(user, str) and user:
+        out["user.id"] = user
+    session = meta.get("session_id") or meta.get("trace_session_id")
+    if isinstance(session, str) and session:
+        out["session.id"] = session
+    tags = body.get("tags") or meta.get("tags")
+    if isinstance(tags, list) and all(isinstance(t, str) for t in tags) and tags:
+        out["langfuse.trace.tags"] = tags
+    return out
+
+
+def _langfuse_exporter() -> Any:
+    """LiteLLM's ``langfuse_otel``: Langfuse's OTLP endpoint with Basic auth from its keys."""
+    import base64
+
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    host = (os.environ.get("LANGFUSE_OTEL_HOST") or os.environ.get("LANGFUSE_HOST")
+            or "https://us.cloud.langfuse.com").rstrip("/")
+    public, secret = os.environ.get("LANGFUSE_PUBLIC_KEY", ""), os.environ.get("LANGFUSE_SECRET_KEY", "")
+    if not public or not secret:
+        log.warning("langfuse_otel: LANGFUSE_PUBLIC_KEY / LANGFUSE_SECRET_KEY are not set: Langfuse will refuse")
+    auth = base64.b64encode(f"{public}:{secret}".encode()).decode()
+    return OTLPSpanExporter(endpoint=host + "/api/public/otel/v1/traces", headers={"Authorization": "Basic " + auth})
 
 
 def _exporter() -> Any:
