@@ -126,6 +126,27 @@ def gateway_config(mocks: dict[str, MockServer]) -> dict:
     }
 
 
+def start_redis_server(directory: Path) -> tuple[subprocess.Popen, int]:
+    """A redis-server of the test's own (the test may kill it), on a free port, once it answers PING."""
+    import redis
+
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(directory)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return proc, port
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+
+
 @dataclass
 class RunningGateway:
     url: str

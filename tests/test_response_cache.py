@@ -360,24 +360,9 @@ def test_hits_take_no_tokens_from_the_tpm_limit(cached):
 @pytest.fixture
 def private_redis(tmp_path):
     """A Redis server of this test's own (it is killed mid-test), on a free port."""
-    import subprocess
+    from tests.conftest import start_redis_server
 
-    from tests.conftest import free_port
-
-    port = free_port()
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    import redis
-
-    client = redis.Redis(port=port)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            assert time.monotonic() < deadline, "private redis-server did not start"
-            time.sleep(0.05)
+    proc, port = start_redis_server(tmp_path)
     yield proc, port
     proc.kill()
     proc.wait(5)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 import yaml
 
 from lockgate.config import ConfigError, from_dict
-from tests.conftest import MASTER_KEY, free_port, gateway_config, start_gateway
+from tests.conftest import MASTER_KEY, free_port, gateway_config, start_gateway, start_redis_server
 
 AUTH = {"Authorization": f"Bearer {MASTER_KEY}"}
 ANTHROPIC = {"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01"}
@@ -292,26 +291,9 @@ def test_each_worker_drains_and_the_supervisor_exits_0(tmp_path):
 
 def test_readiness_names_redis_when_it_stops_answering(tmp_path):
     """The gateway does not start with Redis unreachable, so the realistic failure is Redis going away."""
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    redis_proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                   "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis_proc, port = start_redis_server(tmp_path)
     gw = None
     try:
-        import redis
-
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
         gw = start_gateway({
             "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m", "mock_response": "ok"}}],
             "general_settings": {"master_key": MASTER_KEY, "redis_url": f"redis://127.0.0.1:{port}/0",
