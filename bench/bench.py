@@ -2,7 +2,7 @@
 """Lockgate benchmark orchestrator. Run it through bench/run.sh.
 
 Starts a fixed-response nginx upstream, then for each target (direct,
-lockgate, litellm) starts the gateway, times its startup, warms it up and
+forwarder, lockgate, tensorzero, litellm) starts the gateway, times its startup, warms it up and
 measures latency at 1 connection, throughput at N connections, streaming
 TTFT / whole-stream time, streamed throughput and RSS. Prints a table and
 writes JSON to bench/results/latest.json.
@@ -38,12 +38,15 @@ MASTER_KEY = "sk-bench-master"
 GW_CORE = "0"
 LOAD_CORE = "1"
 ALL_TARGETS = ["direct", "forwarder", "lockgate", "lockgate-cache-hit", "lockgate-varied", "lockgate-cache-miss",
-               "litellm"]
+               "tensorzero", "litellm"]
 # BENCH_CACHE=1 (run.sh --cache): the response-cache columns, measured with lockgate
 CACHE_TARGETS = ["lockgate-cache-hit", "lockgate-varied", "lockgate-cache-miss"]
 CACHED = {"lockgate-cache-hit", "lockgate-cache-miss"}  # run with litellm_settings.cache (type local)
 VARIED = {"lockgate-varied", "lockgate-cache-miss"}  # every request's body is unique (a counter in the user message)
 VARY_MARK = "@@VARY@@"
+# TensorZero (run.sh --with-tensorzero): its OpenAI-compatible route and model names (tensorzero_gateway.py)
+TZ_PATH = "/openai/v1/chat/completions"
+TZ_MODEL_PREFIX = "tensorzero::model_name::"
 
 GOALS = {  # Lockgate performance targets (added = lockgate minus direct)
     "added_p50_ms": 0.35,
@@ -228,13 +231,28 @@ def tree_rss_mb(root: int) -> tuple[float, int]:
 
 
 def wait_http_200(port: int, path: str, timeout: float, proc: subprocess.Popen | None = None,
-                  interval: float = 0.005) -> float | None:
-    """Poll until GET path answers 200; returns perf_counter() at success."""
+                  interval: float = 0.005, ok: tuple = (200,)) -> float | None:
+    """Poll until GET path answers 200 (or a status in ok); returns perf_counter() at success."""
     deadline = time.perf_counter() + timeout
     while time.perf_counter() < deadline:
-        if sc.get_status(HOST, port, path, timeout=1.0) == 200:
+        if sc.get_status(HOST, port, path, timeout=1.0) in ok:
             return time.perf_counter()
         if proc is not None and proc.poll() is not None:
+            return None
+        time.sleep(interval)
+    return None
+
+
+def wait_port_file(path: str, timeout: float, proc: subprocess.Popen, interval: float = 0.005) -> int | None:
+    """Poll until path holds a port number (written atomically by the gateway's launcher)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            pass
+        if proc.poll() is not None:
             return None
         time.sleep(interval)
     return None
@@ -411,6 +429,25 @@ general_settings: {{master_key: {MASTER_KEY}}}
         f.write(text)
 
 
+def write_tensorzero_config(path: str, upstream_port: int) -> None:
+    """TensorZero's equivalent of the gateway config: the two models, each with one provider of type
+    openai at the nginx upstream; observability off (no ClickHouse), no Postgres, no Valkey, no auth."""
+    text = "[gateway]\nobservability.enabled = false\n"
+    for model, base in (("bench-model", "/v1/"), ("bench-stream", "/stream/v1/")):
+        text += f"""
+[models.{model}]
+routing = ["nginx"]
+
+[models.{model}.providers.nginx]
+type = "openai"
+model_name = "{model}"
+api_base = "http://{HOST}:{upstream_port}{base}"
+api_key_location = "none"
+"""
+    with open(path, "w") as f:
+        f.write(text)
+
+
 # --------------------------------------------------------------------------
 # targets
 
@@ -426,6 +463,11 @@ def gateway_argv(target: str, args, config: str, port: int, upstream_port: int) 
         return (["taskset", "-c", GW_CORE, python, "-m", "uvicorn", "forwarder:app", "--app-dir", HERE,
                  "--host", HOST, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
                  "--no-access-log", "--log-level", "warning"], env)
+    if target == "tensorzero":  # the gateway of the tensorzero wheel, as an HTTP server (tensorzero_gateway.py)
+        tz_config = os.path.join(os.path.dirname(config), "tensorzero.toml")
+        return (["taskset", "-c", GW_CORE, args.tensorzero_python, os.path.join(HERE, "tensorzero_gateway.py"),
+                 "--config", tz_config, "--port-file", os.path.join(os.path.dirname(config), "tensorzero.port")],
+                env)
     if target == "litellm":
         env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
         return (["taskset", "-c", GW_CORE, args.litellm_bin, "--config", config, "--host", HOST,
@@ -516,7 +558,14 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
         print(f"[{target}] starting: {' '.join(argv)}", flush=True)
         t0 = time.perf_counter()
         proc = procs.spawn(argv, log_path, env=env, cwd=workdir)
-        t1 = wait_http_200(port, "/health/liveliness", args.startup_timeout, proc)
+        if target == "tensorzero":
+            # the gateway picks its own port (tensorzero_gateway.py writes it) and has no health route:
+            # healthy = listening and answering HTTP (GET on its POST route: 405)
+            path_plain = path_stream = TZ_PATH
+            port = wait_port_file(os.path.join(workdir, "tensorzero.port"), args.startup_timeout, proc)
+            t1 = None if port is None else wait_http_200(port, TZ_PATH, args.startup_timeout, proc, ok=(405,))
+        else:
+            t1 = wait_http_200(port, "/health/liveliness", args.startup_timeout, proc)
         if t1 is None:
             tail = open(log_path, errors="replace").read()[-3000:]
             why = (f"exited with code {proc.returncode}" if proc.poll() is not None
@@ -536,8 +585,9 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
         if key:
             headers["Authorization"] = f"Bearer {key}"
         vary = target in VARIED
-        plain = request_body("bench-model", False, vary)
-        stream = request_body("bench-stream", True, vary)
+        prefix = TZ_MODEL_PREFIX if target == "tensorzero" else ""
+        plain = request_body(prefix + "bench-model", False, vary)
+        stream = request_body(prefix + "bench-stream", True, vary)
         runs = iter(range(1, 1000))
 
         def lua(kind: str) -> str:
@@ -591,6 +641,13 @@ def bench_target(target: str, args, procs: Procs, workdir: str, upstream_port: i
                                              n=args.stream_requests, warmup=args.stream_warmup,
                                              expect_chunks=STREAM_CHUNKS,
                                              body_for=Varying(stream, "s") if vary else None)
+        if args.quickack_stream:
+            print(f"[{target}] streaming, 1 connection, client ACKs at once (TCP_QUICKACK)", flush=True)
+            res["stream_c1_quickack"] = sc.measure_stream(HOST, port, path_stream, stream, headers,
+                                                          n=args.stream_requests, warmup=args.stream_warmup,
+                                                          expect_chunks=STREAM_CHUNKS,
+                                                          body_for=Varying(stream, "q") if vary else None,
+                                                          quickack=True)
         print(f"[{target}] streamed throughput, {args.connections} connections, {args.duration}", flush=True)
         res["stream_cN"] = run_wrk(url_stream, lua("stream"), args.connections, args.duration, wrk_log)
 
@@ -670,6 +727,12 @@ def build_rows(results: dict) -> list[tuple[str, dict]]:
     row("  added TTFT (ms)", lambda t: fmt(added(t, "stream_c1", "ttft_p50_ms"), "+.3f"))
     row("  added total (ms)", lambda t: fmt(added(t, "stream_c1", "total_p50_ms"), "+.3f"))
     row("stream errors c=1", lambda t: fmt(_get(results[t], "stream_c1", "errors"), "d"))
+    if any(_get(results[t], "stream_c1_quickack") for t in targets):
+        row("quickack client: TTFT p50 (ms)", lambda t: fmt(_get(results[t], "stream_c1_quickack", "ttft_p50_ms"), ".3f"))
+        row("quickack client: total p50 (ms)",
+            lambda t: fmt(_get(results[t], "stream_c1_quickack", "total_p50_ms"), ".3f"))
+        row("  added TTFT, quickack (ms)", lambda t: fmt(added(t, "stream_c1_quickack", "ttft_p50_ms"), "+.3f"))
+        row("  added total, quickack (ms)", lambda t: fmt(added(t, "stream_c1_quickack", "total_p50_ms"), "+.3f"))
     row("streamed req/s c=N", lambda t: fmt(_get(results[t], "stream_cN", "rps"), ",.0f") + errflag(t, "stream_cN"))
     row("RSS after load (MB)", lambda t: fmt(_get(results[t], "rss_mb"), ".1f"))
     row("startup (s)", lambda t: fmt(_get(results[t], "startup_s"), ".3f"))
@@ -752,10 +815,15 @@ def compare(r: dict, base: dict, direct: dict) -> dict:
            "streamed_rps_ratio": ratio(val(r, "stream_cN", "rps"), val(base, "stream_cN", "rps"))}
     for name, keys in (("added_p50", ("c1", "p50_ms")), ("added_p99", ("c1", "p99_ms")),
                        ("added_ttft", ("stream_c1", "ttft_p50_ms")),
-                       ("added_stream_total", ("stream_c1", "total_p50_ms"))):
+                       ("added_stream_total", ("stream_c1", "total_p50_ms")),
+                       ("added_stream_total_p99", ("stream_c1", "total_p99_ms")),
+                       ("added_ttft_quickack", ("stream_c1_quickack", "ttft_p50_ms")),
+                       ("added_stream_total_quickack", ("stream_c1_quickack", "total_p50_ms"))):
         out[f"{name}_ratio"] = ratio(added(r, *keys), added(base, *keys))
+    out["rss_ratio"] = ratio(val(r, "rss_mb"), val(base, "rss_mb"))
     for name, keys in (("p50_c1_ms", ("c1", "p50_ms")), ("p99_c1_ms", ("c1", "p99_ms")),
-                       ("ttft_ms", ("stream_c1", "ttft_p50_ms")), ("stream_total_ms", ("stream_c1", "total_p50_ms"))):
+                       ("ttft_ms", ("stream_c1", "ttft_p50_ms")), ("stream_total_ms", ("stream_c1", "total_p50_ms")),
+                       ("stream_total_p99_ms", ("stream_c1", "total_p99_ms")), ("rss_mb", ("rss_mb",))):
         out[name] = diff(val(r, *keys), val(base, *keys))
     return out
 
@@ -767,6 +835,21 @@ CACHE_COMPARISONS = [  # (name in the JSON, column, against)
     ("miss_over_lockgate", "lockgate-cache-miss", "lockgate"),
     ("varied_over_lockgate", "lockgate-varied", "lockgate"),
 ]
+
+PEER_COMPARISONS = [  # (name in the JSON, column, against): Lockgate against the other gateways of the run
+    ("lockgate_over_tensorzero", "lockgate", "tensorzero"),
+    ("lockgate_over_forwarder", "lockgate", "forwarder"),
+    ("lockgate_over_litellm", "lockgate", "litellm"),
+    ("tensorzero_over_forwarder", "tensorzero", "forwarder"),
+]
+PEER_KEYS = [  # (key of compare(), printed label)
+    ("rps_ratio", "req/s c=N"), ("added_p50_ratio", "added p50 c=1"), ("added_p99_ratio", "added p99 c=1"),
+    ("streamed_rps_ratio", "streamed req/s"), ("added_ttft_ratio", "added TTFT"),
+    ("added_stream_total_ratio", "added stream p50"), ("added_stream_total_p99_ratio", "added stream p99"),
+    ("rss_ratio", "RSS"),
+]
+PEER_KEYS_QUICKACK = [("added_ttft_quickack_ratio", "TTFT quickack"),
+                      ("added_stream_total_quickack_ratio", "stream quickack")]
 
 
 def machine_info() -> dict:
@@ -798,8 +881,13 @@ def main() -> int:
     ap.add_argument("--startup-timeout", type=float, default=float(os.environ.get("BENCH_STARTUP_TIMEOUT", "180")))
     ap.add_argument("--lockgate-bin", default=os.environ.get("LOCKGATE_BIN", os.path.join(REPO, ".venv/bin/lockgate")))
     ap.add_argument("--litellm-bin", default=os.environ.get("LITELLM_BIN", os.path.join(HERE, ".litellm-venv/bin/litellm")))
+    ap.add_argument("--tensorzero-python", default=os.environ.get("TENSORZERO_PYTHON",
+                                                                  os.path.join(HERE, ".tensorzero-venv/bin/python")))
     ap.add_argument("--cache", action="store_true", default=os.environ.get("BENCH_CACHE") == "1",
                     help="with lockgate: also the response-cache columns (BENCH_CACHE=1)")
+    ap.add_argument("--quickack-stream", action="store_true", default=None,
+                    help="also time the sequential streams with a client that ACKs at once (TCP_QUICKACK); "
+                         "default: on when tensorzero is a target (BENCH_QUICKACK=1/0 forces it)")
     ap.add_argument("--output", default=os.environ.get("BENCH_OUTPUT", os.path.join(HERE, "results", "latest.json")))
     args = ap.parse_args()
 
@@ -810,6 +898,9 @@ def main() -> int:
         else:
             print("warning: --cache / BENCH_CACHE=1 needs the lockgate target; ignored", file=sys.stderr)
     targets = [t for t in ALL_TARGETS if t in wanted]
+    if args.quickack_stream is None:
+        env_qa = os.environ.get("BENCH_QUICKACK")
+        args.quickack_stream = env_qa == "1" if env_qa in ("0", "1") else "tensorzero" in targets
     if "direct" not in targets:
         targets.insert(0, "direct")  # the baseline is always measured
     if (os.cpu_count() or 1) >= 2:
@@ -827,6 +918,8 @@ def main() -> int:
         print(f"[upstream] nginx on {HOST}:{upstream_port}", flush=True)
         config = os.path.join(args.workdir, "gateway-config.yaml")
         write_gateway_config(config, upstream_port, int(os.environ.get("BENCH_DEPLOYMENTS", "1")))
+        if "tensorzero" in targets:
+            write_tensorzero_config(os.path.join(args.workdir, "tensorzero.toml"), upstream_port)
         if any(t in CACHED for t in targets):
             write_gateway_config(config.replace(".yaml", "-cache.yaml"), upstream_port,
                                  int(os.environ.get("BENCH_DEPLOYMENTS", "1")), cache=True)
@@ -848,6 +941,9 @@ def main() -> int:
     if "litellm" in targets:
         versions["litellm"] = tool_version([os.path.join(os.path.dirname(args.litellm_bin), "python"), "-c",
                                             "import importlib.metadata as m; print(m.version('litellm'))"])
+    if "tensorzero" in targets:
+        versions["tensorzero"] = tool_version([args.tensorzero_python, "-c",
+                                               "import importlib.metadata as m; print(m.version('tensorzero'))"])
     report = {
         "started_utc": started.isoformat(timespec="seconds"),
         "command": os.environ.get("BENCH_COMMAND", " ".join(sys.argv)),
@@ -856,7 +952,8 @@ def main() -> int:
                      "stream_chunks": STREAM_CHUNKS, "request_bytes": len(request_body("bench-model", False)),
                      "stream_request_bytes": len(request_body("bench-stream", True)),
                      "response_bytes": len(RESPONSE_JSON), "stream_response_bytes": len(STREAM_BODY),
-                     "gateway_core": int(GW_CORE), "load_core": int(LOAD_CORE)},
+                     "gateway_core": int(GW_CORE), "load_core": int(LOAD_CORE),
+                     "quickack_stream": args.quickack_stream},
         "machine": machine_info(),
         "versions": versions,
         "results": results,
@@ -866,6 +963,23 @@ def main() -> int:
         report["lockgate_goals"] = check_goals(results["lockgate"], results["direct"])
     if "lockgate" in results and "forwarder" in results:
         report["lockgate_over_forwarder"] = over_forwarder(results["lockgate"], results["forwarder"])
+    if "tensorzero" in targets:
+        report["settings"]["tensorzero"] = {
+            "launcher": "bench/tensorzero_gateway.py (tensorzero._start_http_gateway: the wheel's Rust gateway, "
+                        "OpenAI-compatible routes only, port chosen by the gateway)",
+            "config": "tensorzero.toml: observability.enabled = false; per model one provider type openai, "
+                      "api_key_location none (no ClickHouse, Postgres, Valkey or auth)",
+            "path": TZ_PATH, "models": [TZ_MODEL_PREFIX + "bench-model", TZ_MODEL_PREFIX + "bench-stream"],
+            "request_bytes": len(request_body(TZ_MODEL_PREFIX + "bench-model", False)),
+            "stream_request_bytes": len(request_body(TZ_MODEL_PREFIX + "bench-stream", True)),
+            "deployments": 1}
+    # ratios of Lockgate against each other gateway of the run (added = minus direct); peer_comparisons[name]
+    # holds every ratio and the differences in ms (and MB)
+    peers = {name: compare(results[a], results[b], results.get("direct", {}))
+             for name, a, b in PEER_COMPARISONS
+             if a in results and b in results and not results[a].get("failed") and not results[b].get("failed")}
+    if peers:
+        report["peer_comparisons"] = peers
 
     if args.cache and "lockgate" in targets:
         report["settings"]["cache"] = {"config": "litellm_settings: {cache: true, cache_params: {type: local}}",
@@ -899,6 +1013,15 @@ def main() -> int:
         print("\nLockgate over the bare forwarder (the floor on this machine):")
         for k, v in o.items():
             print(f"  {k:24s} {'-' if v is None else format(v, '+.3f' if k.endswith('_ms') else '.2f'):>10s}")
+    if report.get("peer_comparisons"):
+        print(f"\nRatios between gateways (req/s and streamed req/s at c={args.connections}; added = minus direct, "
+              "at c=1; stream = whole stream; RSS after load):")
+        w = max(len(n) for n in report["peer_comparisons"])
+        keys = PEER_KEYS + (PEER_KEYS_QUICKACK if args.quickack_stream else [])
+        print("  " + " " * w + "".join(f"{lbl.replace('c=N', f'c={args.connections}'):>18s}" for _, lbl in keys))
+        for name, c in report["peer_comparisons"].items():
+            print("  " + name.ljust(w) + "".join(f"{'-' if c[k] is None else format(c[k], '.2f'):>18s}"
+                                                 for k, _ in keys))
     if report.get("cache_comparisons"):
         print("\nResponse cache, ratios (requests/s at c=%d; added = minus direct, at c=1 or streamed c=1):"
               % args.connections)

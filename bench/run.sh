@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Lockgate benchmark: direct nginx vs Lockgate vs LiteLLM Proxy, same upstream, same run.
+# Lockgate benchmark: direct nginx vs Lockgate vs LiteLLM Proxy (and TensorZero), same upstream, same run.
 #
 #   bench/run.sh                   # direct, forwarder, lockgate, litellm
 #   bench/run.sh --only lockgate   # direct + forwarder + lockgate (skips LiteLLM and its install)
 #   bench/run.sh --only litellm    # direct + litellm only
 #   (forwarder: the featureless raw-ASGI + pyreqwest floor, bench/forwarder.py; measured with lockgate)
 #   bench/run.sh --only lockgate --cache   # + the response-cache columns (same as BENCH_CACHE=1)
+#   bench/run.sh --only lockgate --with-tensorzero   # + TensorZero's gateway (bench/tensorzero_gateway.py)
+#   bench/run.sh --only tensorzero  # direct + tensorzero only
 #
 # Environment:
 #   BENCH_DURATION        wrk duration per measurement (default 10s)
@@ -16,6 +18,7 @@
 #   BENCH_VIRTUAL_KEY     1: Lockgate requests use a virtual key with rpm, tpm, parallel and budget limits
 #   BENCH_CACHE           1: with lockgate, also lockgate-cache-hit, lockgate-varied, lockgate-cache-miss
 #   LOCKGATE_BIN          lockgate executable (default <repo>/.venv/bin/lockgate)
+#   TENSORZERO_PYTHON     python of a venv with the tensorzero package (default bench/.tensorzero-venv/bin/python)
 #   BENCH_OUTPUT          JSON output (default bench/results/latest.json)
 # See bench/README.md.
 set -euo pipefail
@@ -24,6 +27,7 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$BENCH_DIR")"
 COMMAND="bench/run.sh${*:+ $*}"
 TARGETS="direct,forwarder,lockgate,litellm"
+WITH_TENSORZERO=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -32,12 +36,14 @@ while [ $# -gt 0 ]; do
       TARGETS="direct,$2"; shift 2 ;;
     --only=*) TARGETS="direct,${1#--only=}"; shift ;;
     --cache) export BENCH_CACHE=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --with-tensorzero) WITH_TENSORZERO=1; shift ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
+[ -z "$WITH_TENSORZERO" ] || TARGETS="$TARGETS,tensorzero"
 for t in ${TARGETS//,/ }; do
-  case "$t" in direct|forwarder|lockgate|litellm) ;; *) echo "unknown target: $t" >&2; exit 2 ;; esac
+  case "$t" in direct|forwarder|lockgate|litellm|tensorzero) ;; *) echo "unknown target: $t" >&2; exit 2 ;; esac
 done
 want() { [[ ",$TARGETS," == *",$1,"* ]]; }
 if want lockgate && ! want forwarder; then TARGETS="${TARGETS/direct,/direct,forwarder,}"; fi
@@ -77,6 +83,19 @@ if want litellm; then
     "$LVENV/bin/pip" install -q 'litellm[proxy]' 'certifi<2026.10.19'
   fi
   export LITELLM_BIN="$LVENV/bin/litellm"
+fi
+
+if want tensorzero; then
+  TVENV="$BENCH_DIR/.tensorzero-venv"
+  if [ -z "${TENSORZERO_PYTHON:-}" ]; then
+    if ! "$TVENV/bin/python" -c 'import tensorzero' >/dev/null 2>&1; then
+      echo "[setup] installing tensorzero (its gateway is inside the wheel) into $TVENV" >&2
+      python3 -m venv "$TVENV"
+      "$TVENV/bin/pip" install -q tensorzero
+    fi
+    TENSORZERO_PYTHON="$TVENV/bin/python"
+  fi
+  export TENSORZERO_PYTHON
 fi
 
 # --- run ---------------------------------------------------------------------

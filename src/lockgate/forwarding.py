@@ -339,16 +339,20 @@ async def send_stream(send: Send, receive: Receive, ctx: RequestContext, events:
             ctx.status = 0  # nothing was sent: the error is the answer
             raise
     if ctx.taps is not None:
-        events = _tapped(events, ctx.taps)
+        events = _tapped(ctx, events, ctx.taps)
     finish = None if ctx.grant is None and ctx.finishers is None else (lambda: _before_end(ctx))
     ctx.complete = await stream_events(send, receive, 200, _headers(ctx), events, finish)
 
 
-async def _tapped(events: AsyncIterator[bytes], taps: list[Tap]) -> AsyncIterator[bytes]:
+async def _tapped(ctx: RequestContext, events: AsyncIterator[bytes], taps: list[Tap]) -> AsyncIterator[bytes]:
     try:
         async for data in events:
+            last = False
             for tap in taps:
-                tap(data)
+                last = bool(tap(data)) or last
+            if last and ctx.finishers is not None:  # the answer's last event: finish before it leaves
+                finishers, ctx.finishers = ctx.finishers, None
+                await _finish_all(ctx, None, finishers)
             yield data
     finally:
         await events.aclose()  # type: ignore[attr-defined]

@@ -65,7 +65,7 @@ class Gateway:
         self.groups: dict[str, list[Deployment]] = settings.groups()
         self.upstream = Upstream(settings.connect_timeout, settings.upstream_max_connections,
                                  settings.upstream_thread_batch_at)
-        self.metrics = Metrics()
+        self.metrics = Metrics(deployments=settings.deployments)
         self.access_log = access_log or AccessLog(enabled=settings.access_log)
         self.router = Router(settings)
         self._id_prefix = os.urandom(8).hex()

@@ -18,8 +18,11 @@ class CacheFill:
     semantic: SemanticQuery | None = None  # added to the semantic index once stored
     chunks: list[bytes] = field(default_factory=list)
     size: int = 0
+    end: bytes | None = None  # a stream's own last event: once it is seen, the answer is whole
 
-    def tap(self, data: bytes) -> None:
+    def tap(self, data: bytes) -> bool:
+        """Collect; True when this chunk ends the stream (the finishers then run before it goes out)."""
         if self.size <= MAX_ENTRY_BYTES:
             self.chunks.append(data)
             self.size += len(data)
+        return self.end is not None and self.end in data

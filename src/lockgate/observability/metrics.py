@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 from bisect import bisect_left
+from collections.abc import Iterable
 from time import monotonic
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from lockgate.observability.litellm_metrics import DeploymentInfo, WithLiteLLMAliases, deployment_info
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
@@ -57,8 +60,12 @@ class _Tally:
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, litellm_names: bool = True, deployments: Iterable[Any] = ()) -> None:
+        """``litellm_names``: also expose LiteLLM's metric names at scrape time (litellm_metrics.py);
+        ``deployments`` (config ``Deployment`` objects) fill LiteLLM's per-deployment labels."""
         self.registry = CollectorRegistry()
+        self.litellm_names = litellm_names
+        self.deployments: DeploymentInfo = deployment_info(deployments)
         self._multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
         reg = None if self._multiprocess else self.registry
         self.requests = Counter(
@@ -220,10 +227,12 @@ class Metrics:
 
     def render(self) -> bytes:
         self.flush()
+        registry = self.registry
         if self._multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             for collector in self._collectors:
                 registry.register(collector)  # type: ignore[arg-type]
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+        if self.litellm_names:
+            return generate_latest(WithLiteLLMAliases(registry, self.deployments))
+        return generate_latest(registry)

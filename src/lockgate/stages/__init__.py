@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from ..gateway import Gateway
     from ..http import Receive, Send
 
-Tap = Callable[[bytes], None]
+# the bytes the client gets; True when the chunk ends the answer (its finishers run before it goes out, so
+# a client that stops reading at a stream's last event, as the OpenAI SDK does at [DONE], already sees them)
+Tap = Callable[[bytes], bool | None]
 
 
 

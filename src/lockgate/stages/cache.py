@@ -184,7 +184,8 @@ class CacheStage:
             return True
         self._verdict(gw, ctx, result)
         if not controls.no_store:
-            fill = CacheFill(key, controls.ttl if controls.ttl is not None else s.ttl, query)
+            fill = CacheFill(key, controls.ttl if controls.ttl is not None else s.ttl, query,
+                             end=_STREAM_END.get(ctx.route) if ctx.stream else None)
             self._collect(gw, ctx, fill)
         return False
 
