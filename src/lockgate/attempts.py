@@ -47,12 +47,13 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         tried.add(dep.id)
         router.started(dep)
         started = perf_counter()
-        span = gw.tracing.start_attempt(ctx, dep, ctx.span) if ctx.span is not None and gw.tracing else None
+        tracing = gw.tracing if ctx.span is not None else None
+        span = tracing.start_attempt(ctx, dep, ctx.span) if tracing is not None and ctx.span is not None else None
         try:
             await forwarding.call_once(gw, ctx, send, receive)
         except PROVIDER_FAILURES as err:
-            if span is not None:
-                gw.tracing.end_attempt(ctx, span, err)  # type: ignore[union-attr]
+            if tracing is not None and span is not None:
+                tracing.end_attempt(ctx, span, err)
             _as_bad_gateway(ctx, err)
             kind = failure_kind(err)
             # a failure the client's body caused (400/413/422) is no sign of the deployment's health
@@ -72,11 +73,11 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
             continue
         except BaseException as exc:
             router.failed(dep, LockgateError("aborted"), "aborted")
-            if span is not None:
-                gw.tracing.end_attempt(ctx, span, exc if isinstance(exc, Exception) else None)  # type: ignore[union-attr]
+            if tracing is not None and span is not None:
+                tracing.end_attempt(ctx, span, exc if isinstance(exc, Exception) else None)
             raise
-        if span is not None:
-            gw.tracing.end_attempt(ctx, span, None)  # type: ignore[union-attr]
+        if tracing is not None and span is not None:
+            tracing.end_attempt(ctx, span, None)
         _record_success(gw, ctx, dep, group, started)
         return
     assert last is not None
