@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""What a guardrail adds to a request: Lockgate with no guardrail against Lockgate with ``pii-mask``
-(presidio, pre_call, EMAIL_ADDRESS and PHONE_NUMBER masked, output_parse_pii) in front of bench.py's
-fixed-response nginx, one connection, a 1 KB prompt holding one e-mail address.
+"""What a feature adds to a request: Lockgate without it against Lockgate with it, in front of bench.py's
+fixed-response nginx, one connection, a 1 KB prompt holding one e-mail address.  Features:
 
-    .venv/bin/python bench/guardrails_latency.py [--requests 400] [--rounds 3]
+* ``pii`` (default): the ``pii-mask`` guardrail (presidio, pre_call, EMAIL_ADDRESS and PHONE_NUMBER masked,
+  output_parse_pii);
+* ``otel``: OpenTelemetry traces (``callbacks: ["otel"]``) exported over OTLP/HTTP to a sink that answers
+  200 (a thread of this script, on the load core).
+
+    .venv/bin/python bench/guardrails_latency.py [--feature pii|otel] [--requests 400] [--rounds 3]
 
 Each round starts both gateways (pinned to core 0, the client and nginx on core 1) and times, alternating
 configurations, ``--requests`` sequential non-streamed requests (p50 / p99 of the whole request) and
@@ -40,16 +44,41 @@ GUARD = """guardrails:
 """
 
 
-def start(procs: bench.Procs, workdir: str, name: str, upstream: int, guarded: bool) -> int:
+OTEL = "litellm_settings: {callbacks: [otel]}\n"
+
+
+def otlp_sink() -> int:
+    """An OTLP/HTTP endpoint that accepts every export (the collector's cost is not the gateway's)."""
+    import http.server
+    import threading
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/x-protobuf")
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((bench.HOST, 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server.server_address[1]
+
+
+def start(procs: bench.Procs, workdir: str, name: str, upstream: int, feature: str | None,
+          env: dict[str, str] | None = None) -> int:
     config = os.path.join(workdir, f"{name}.yaml")
     bench.write_gateway_config(config, upstream)
-    if guarded:
+    if feature is not None:
         with open(config, "a") as f:
-            f.write(GUARD)
+            f.write(GUARD if feature == "pii" else OTEL)
     port = bench.free_port()
     lockgate = os.environ.get("LOCKGATE_BIN", os.path.join(os.path.dirname(HERE), ".venv", "bin", "lockgate"))
     proc = procs.spawn(["taskset", "-c", bench.GW_CORE, lockgate, "serve", "--config", config, "--port", str(port)],
-                       os.path.join(workdir, f"{name}.log"))
+                       os.path.join(workdir, f"{name}.log"), env={**os.environ, **(env or {})})
     if bench.wait_http_200(port, "/health/liveliness", 60, proc) is None:
         with open(os.path.join(workdir, f"{name}.log")) as log:
             raise RuntimeError(log.read())
@@ -86,6 +115,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=400)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--feature", choices=("pii", "otel"), default="pii")
     args = ap.parse_args()
     workdir = tempfile.mkdtemp(prefix="lockgate-guard-bench-")
     procs = bench.Procs(os.path.join(workdir, "pids"))
@@ -93,9 +123,12 @@ def main() -> int:
     try:
         upstream = bench.free_port()
         bench.start_nginx(procs, workdir, upstream)
+        env = {}
+        if args.feature == "otel":
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{bench.HOST}:{otlp_sink()}"}
         for r in range(args.rounds):
-            plain = start(procs, workdir, f"plain{r}", upstream, False)
-            guarded = start(procs, workdir, f"guarded{r}", upstream, True)
+            plain = start(procs, workdir, f"plain{r}", upstream, None)
+            guarded = start(procs, workdir, f"{args.feature}{r}", upstream, args.feature, env)
             a, b = measure(plain, args.requests), measure(guarded, args.requests)
             print(f"round {r + 1}: " + "  ".join(
                 f"{k} {a[k]:.3f} -> {b[k]:.3f} ms (+{b[k] - a[k]:.3f})" for k in a))
