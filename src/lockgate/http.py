@@ -65,7 +65,9 @@ def _megabytes(size: int) -> str:
 async def send_bytes(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]], content_type: tuple[bytes, bytes] = JSON
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": [content_type, *headers]})
+    # a content-length (not chunked framing) lets the server write the whole answer at once
+    await send({"type": "http.response.start", "status": status,
+                "headers": [content_type, (b"content-length", b"%d" % len(body)), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
