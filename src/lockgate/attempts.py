@@ -57,7 +57,7 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
             _as_bad_gateway(ctx, err)
             kind = failure_kind(err)
             # a failure the client's body caused (400/413/422) is no sign of the deployment's health
-            router.failed(dep, err, kind if counts_against_deployment(err, kind) else "client")
+            _failed(gw, dep, err, kind if counts_against_deployment(err, kind) else "client")
             gw.metrics.observe_attempt(dep.id, group, False)
             if ctx.status:  # the answer already started: nothing left to retry
                 raise
@@ -65,6 +65,7 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
             retries_left = router.retry.retries_for(kind) - ctx.retries
             if retries_left > 0:
                 ctx.retries += 1
+                gw.metrics.retried(group)
                 if not _untried(router, group, tried):
                     tried.difference_update(d.id for d in router.deployments(group))
                 await asyncio.sleep(_delay(router, ctx, group, tried, dep.id, err))
@@ -79,9 +80,22 @@ async def call(gw: Gateway, ctx: RequestContext, send: Send, receive: Receive) -
         if tracing is not None and span is not None:
             tracing.end_attempt(ctx, span, None)
         _record_success(gw, ctx, dep, group, started)
+        if ctx.fallbacks:
+            gw.metrics.fell_back(ctx.model_group, group, not ctx.error_kind)
         return
     assert last is not None
+    if ctx.fallbacks:
+        gw.metrics.fell_back(ctx.model_group, groups[-1], False)
     raise last
+
+
+def _failed(gw: Gateway, dep, err: LockgateError, kind: str) -> None:
+    """``router.failed``, and a cooldown it started counted (lockgate_deployment_cooldowns_total)."""
+    stats = gw.router.stats[dep.id]
+    before = stats.cooldown_until
+    gw.router.failed(dep, err, kind)
+    if stats.cooldown_until > before:
+        gw.metrics.cooled_down(dep.id, getattr(err, "upstream_status", None) or err.status or 0)
 
 
 def _as_bad_gateway(ctx: RequestContext, err: LockgateError) -> None:
@@ -103,7 +117,7 @@ def _record_success(gw: Gateway, ctx: RequestContext, dep, group: str, started: 
     seconds = perf_counter() - started
     if ctx.error_kind:  # a stream that failed after it started: the provider's fault unless it said otherwise
         kind = "client" if ctx.error_kind in CLIENT_KINDS else "server"
-        gw.router.failed(dep, LockgateError("stream failed", status=502), kind)
+        _failed(gw, dep, LockgateError("stream failed", status=502), kind)
         gw.metrics.observe_attempt(dep.id, group, False)
     else:
         gw.router.finished(dep, seconds, ttft, tokens)

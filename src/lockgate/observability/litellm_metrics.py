@@ -33,6 +33,10 @@ DEPLOYMENT = ("requested_model", "litellm_model_name", "model_id", "api_base", "
               "api_key_alias", "team", "team_alias")
 DEPLOYMENT_FAILED = (*DEPLOYMENT, "exception_status", "exception_class")
 CACHE = ("model", "hashed_api_key", "api_key_alias", "team", "team_alias", "end_user", "user")
+SPEND = ("end_user", "hashed_api_key", "api_key_alias", "model", "team", "team_alias", "user")
+FALLBACK = ("requested_model", "fallback_model", "hashed_api_key", "api_key_alias", "team", "team_alias",
+            "exception_status", "exception_class")
+COOLED_DOWN = ("litellm_model_name", "model_id", "api_base", "api_provider", "exception_status")
 
 CACHE_HITS = frozenset({"hit", "semantic-hit", "partial-hit"})
 
@@ -198,6 +202,23 @@ def litellm_families(families: Iterable[Metric], deployments: DeploymentInfo) ->
     yield _counter("litellm_deployment_total_requests",
                    "Attempts per deployment (Lockgate: lockgate_deployment_requests_total)",
                    _sum_counter(attempts, lambda s: dep_labels(DEPLOYMENT, s["deployment"], requested_model=s["model"])))
+
+    yield _counter("litellm_deployment_cooled_down",
+                   "Times a deployment was put in cooldown (Lockgate: lockgate_deployment_cooldowns_total)",
+                   _sum_counter(by_name.get("lockgate_deployment_cooldowns"),
+                                lambda s: dep_labels(COOLED_DOWN, s["deployment"], exception_status=s["status"])))
+    fallbacks = by_name.get("lockgate_fallbacks")
+    for name, outcome in (("litellm_deployment_successful_fallbacks", "success"),
+                          ("litellm_deployment_failed_fallbacks", "failure")):
+        def fallback_labels(s: dict[str, str], o: str = outcome) -> dict[str, str] | None:
+            return _labels(FALLBACK, requested_model=s["model"], fallback_model=s["fallback_model"]) \
+                if s["outcome"] == o else None
+
+        yield _counter(name, f"Requests that fell back, {outcome} (Lockgate: lockgate_fallbacks_total)",
+                       _sum_counter(fallbacks, fallback_labels))
+    yield _counter("litellm_spend_metric", "Provider spend in USD (Lockgate: lockgate_spend_usd_total)",
+                   _sum_counter(by_name.get("lockgate_spend_usd"),
+                                lambda s: _labels(SPEND, model=s["model"], api_key_alias=s["key"], team=s["team"])))
 
     cache = by_name.get("lockgate_cache_requests")
     yield _counter("litellm_cache_hits_metric", "Response-cache hits (Lockgate: lockgate_cache_requests_total)",

@@ -16,13 +16,17 @@ import os
 from bisect import bisect_left
 from collections.abc import Iterable
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from lockgate.observability.litellm_metrics import DeploymentInfo, WithLiteLLMAliases, deployment_info
 
+if TYPE_CHECKING:
+    from lockgate.observability.state_metrics import StateCollector
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+OTHER = "__other__"  # the key / team label of series past ``max_series``
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
 
@@ -119,6 +123,24 @@ class Metrics:
             "lockgate_cache_stores", "Answers offered to the cache by outcome (stored, incomplete, too_large)",
             ["outcome"], registry=reg,
         )
+        self.spend = Counter(
+            "lockgate_spend_usd", "Provider spend (USD) by model group, key (alias, else hash prefix) and team",
+            ["model", "key", "team"], registry=reg,
+        )
+        self.retries = Counter("lockgate_retries", "Retried attempts by model group", ["model"], registry=reg)
+        self.fallbacks = Counter(
+            "lockgate_fallbacks", "Requests that fell back to another model group, by outcome (success/failure)",
+            ["model", "fallback_model", "outcome"], registry=reg,
+        )
+        self.cooldowns = Counter(
+            "lockgate_deployment_cooldowns", "Times a deployment was put in cooldown, by the failure's status",
+            ["deployment", "status"], registry=reg,
+        )
+        self.guardrail_verdicts = Counter(
+            "lockgate_guardrail_verdicts", "Guardrail verdicts by guardrail, phase and verdict "
+            "(passed, masked, blocked, failed)", ["guardrail", "phase", "verdict"], registry=reg,
+        )
+        self.state: StateCollector | None = None  # scrape-time gauges (state_metrics.scrape registers it)
         self._collectors: list[object] = []
         self._tallies: list[_Tally] = []
         self._children: dict[tuple[str, str, int], tuple[_Tally, ...]] = {}
@@ -126,6 +148,8 @@ class Metrics:
         self._attempt_children: dict[tuple[str, str, bool], tuple[_Tally, _Tally]] = {}
         self._overhead = self._tally(self.overhead, OVERHEAD_BUCKETS)
         self._cache_children: dict[str, _Tally] = {}
+        self._spend_children: dict[tuple[str, str, str], _Tally] = {}
+        self._verdict_children: dict[tuple[str, str, str], _Tally] = {}
         self._saved_cost = self._tally(self.cache_saved_cost)
         self._saved_tokens = self._tally(self.cache_saved_tokens)
         self._next_flush = monotonic() + 1.0
@@ -214,6 +238,40 @@ class Metrics:
         if tally is None:
             tally = self._cache_children["store:" + outcome] = self._tally(self.cache_stores.labels(outcome))
         tally.count += 1
+
+    def observe_spend(self, model: str, key: str, team: str, cost: float, max_series: int) -> None:
+        """One request's provider spend (only when it cost something); at most ``max_series`` series, the
+        rest summed under ``__other__``."""
+        label = (model, key, team)
+        tally = self._spend_children.get(label)
+        if tally is None:
+            if len(self._spend_children) >= max_series:
+                label = (model, OTHER, OTHER)
+                tally = self._spend_children.get(label)
+            if tally is None:
+                tally = self._spend_children[label] = self._tally(self.spend.labels(*label))
+        tally.count += cost
+
+    def observe_guardrails(self, results: Iterable[Any]) -> None:
+        """A guarded request's verdicts (``guardrails.run.Result``: name, phase, verdict)."""
+        for result in results:
+            label = (result.name, result.phase, result.verdict)
+            tally = self._verdict_children.get(label)
+            if tally is None:
+                tally = self._verdict_children[label] = self._tally(self.guardrail_verdicts.labels(*label))
+            tally.count += 1
+
+    def retried(self, model: str) -> None:
+        """An attempt failed and is retried (rare: counted directly)."""
+        self.retries.labels(model).inc()
+
+    def fell_back(self, model: str, fallback_model: str, ok: bool) -> None:
+        """A request that left its model group: answered by ``fallback_model`` (ok) or failed there."""
+        self.fallbacks.labels(model, fallback_model, "success" if ok else "failure").inc()
+
+    def cooled_down(self, deployment: str, status: int) -> None:
+        """A deployment was put in cooldown by a failure of this HTTP status (0: no answer)."""
+        self.cooldowns.labels(deployment, str(status)).inc()
 
     def plugin_error(self, plugin: str, hook: str, error: str) -> None:
         """A plugin hook raised, timed out or an event was dropped (rare: counted directly)."""

@@ -9,8 +9,11 @@ Per request: a SERVER span (continuing the caller's W3C ``traceparent`` / ``trac
 span per provider attempt, both named ``{gen_ai.operation.name} {gen_ai.request.model}``; retries and
 fallbacks are separate attempt spans.  Attributes: ``gen_ai.operation.name``, ``gen_ai.provider.name``,
 ``gen_ai.request.model``, ``gen_ai.response.model``, ``gen_ai.usage.input_tokens`` / ``output_tokens``,
-``error.type``, and the gateway's own ``lockgate.*`` (deployment id, attempt, retries, fallbacks, cache
-result, guardrail verdicts, cost, key alias, team): never a key, never prompt or answer text.
+``gen_ai.response.finish_reasons``, ``error.type``, and the gateway's own ``lockgate.*`` (deployment id,
+attempt, retries, fallbacks, cache result, guardrail verdicts, cost, key alias, team): never a key.  Prompt
+and answer text only with ``content`` on (``lockgate_settings.otel_export_content``, and not
+``litellm_settings.turn_off_message_logging``): ``gen_ai.input.messages`` (the prompt as the guardrails
+left it: masked) and ``gen_ai.output.messages`` (span_content.py).
 
 Spans are handed to the SDK's BatchSpanProcessor: exported in batches by its own thread, off the request
 path, from a bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``, default 2048): a collector that is down or slow
@@ -22,6 +25,8 @@ from __future__ import annotations
 import logging
 import os
 from typing import TYPE_CHECKING, Any
+
+from .span_content import AnswerTap, input_messages, output_messages
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -54,6 +59,7 @@ class Tracing:
         self.tracer = self.provider.get_tracer("lockgate")
         self.propagator: TextMapPropagator = TraceContextTextMapPropagator()
         self.forward_context = forward_context  # the attempt's context sent to the provider (traceparent)
+        self.content = False  # prompt / answer on the server span (set from the settings at start-up)
 
     def close(self) -> None:
         self.provider.shutdown()  # what is queued is exported first
@@ -92,6 +98,7 @@ class Tracing:
         from opentelemetry.trace import SpanKind
 
         parent = self.propagator.extract(ctx.headers)  # the caller's traceparent / tracestate, if any
+        ctx.taps = [*(ctx.taps or ()), AnswerTap(self.content)]  # finish reasons (and the answer, opted in)
         return self.tracer.start_span(f"{OPERATIONS.get(ctx.route, ctx.route)}", context=parent,
                                       kind=SpanKind.SERVER,
                                       attributes={"gen_ai.operation.name": OPERATIONS.get(ctx.route, ctx.route),
@@ -127,6 +134,11 @@ class Tracing:
                 attrs["lockgate.team_id"] = principal.key.team_id
         if ctx.error_kind:
             attrs["error.type"] = ctx.error_kind
+        tap = _answer_tap(ctx)
+        if tap is not None and tap.reasons:
+            attrs["gen_ai.response.finish_reasons"] = tap.reasons
+        if self.content:
+            _content(attrs, ctx, tap)
         if self.langfuse:
             attrs.update(_langfuse_trace(ctx))
         span.set_attributes(attrs)
@@ -158,6 +170,10 @@ class Tracing:
     def end_attempt(self, ctx: RequestContext, span: Span, error: Exception | None) -> None:
         attrs: dict[str, Any] = {}
         _usage(attrs, ctx.usage)
+        if error is None:
+            tap = _answer_tap(ctx)
+            if tap is not None and tap.reasons:
+                attrs["gen_ai.response.finish_reasons"] = tap.reasons
         if error is not None:
             from opentelemetry.trace import Status, StatusCode
 
@@ -169,6 +185,31 @@ class Tracing:
             span.set_status(Status(StatusCode.ERROR, kind))
         span.set_attributes(attrs)
         span.end()
+
+
+def _answer_tap(ctx: RequestContext) -> AnswerTap | None:
+    for tap in ctx.taps or ():
+        if isinstance(tap, AnswerTap):
+            return tap
+    return None
+
+
+def _content(attrs: dict[str, Any], ctx: RequestContext, tap: AnswerTap | None) -> None:
+    """The prompt as the guardrails left it (masked), and the answer unless a guardrail restored masked
+    values into it (``output_parse_pii``: the client's answer then holds the originals).  Nothing of a
+    request a guardrail blocked: what it found is still in the prompt."""
+    run = ctx.guardrails
+    if run is not None and any(r.verdict == "blocked" for r in run.results):
+        attrs["lockgate.content_withheld"] = "guardrail_blocked"
+        return
+    prompt = input_messages(ctx.body)
+    if prompt is not None:
+        attrs["gen_ai.input.messages"] = prompt
+    restored = run is not None and run.restore
+    if tap is not None and ctx.status == 200 and not restored:
+        answer = output_messages(tap, ctx.stream)
+        if answer is not None:
+            attrs["gen_ai.output.messages"] = answer
 
 
 def _usage(attrs: dict[str, Any], usage: dict[str, Any] | None) -> None:
