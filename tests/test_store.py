@@ -142,7 +142,7 @@ async def test_upgrading_from_0001_keeps_spend_rows_and_drops_the_per_request_in
             async with engine.connect() as conn:
                 after = {i["name"] for i in await conn.run_sync(lambda c: inspect(c).get_indexes("spend_logs"))}
                 rows = (await conn.execute(text("SELECT request_id, spend FROM spend_logs"))).all()
-            assert after == {"ix_spend_logs_start_time"}
+            assert after == {"ix_spend_logs_start_time", "ix_spend_logs_user_id_start_time"}  # + 0005 (the UI)
             assert [tuple(r) for r in rows] == [("r1", 0.5)]
         finally:
             await engine.dispose()

@@ -19,6 +19,7 @@ import orjson
 
 from . import __version__, config, gemini_door, pipeline
 from . import admin as admin_routes
+from . import ui as ui_routes
 from .context import RequestContext
 from .dialects import anthropic_messages, openai_chat, openai_completions, openai_responses
 from .errors import LockgateError, NotFound, PermissionDenied
@@ -127,7 +128,7 @@ async def health(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> Non
     await send_bytes(send, 200, orjson.dumps(await gw.health.check_all()), [])
 
 
-def _require_health_role(principal: Any) -> None:
+def _require_health_role(principal: Any, what: str = "GET /health calls every deployment: it") -> None:
     """The master key (or an open gateway), or a usable key of a proxy_admin / proxy_admin_viewer user."""
     if principal in ("master", "anonymous"):
         return
@@ -140,7 +141,7 @@ def _require_health_role(principal: Any) -> None:
         policy.check_key_state(principal, datetime.now(UTC))
         if principal.user is not None and principal.user.role in HEALTH_ROLES:
             return
-    raise PermissionDenied("GET /health calls every deployment: it needs the master key or the key of a "
+    raise PermissionDenied(f"{what} needs the master key or the key of a "
                            "proxy_admin or proxy_admin_viewer user", code="forbidden")
 
 
@@ -169,7 +170,20 @@ async def model_info(gw: Gateway, scope: Scope, receive: Receive, send: Send) ->
 
 
 async def metrics(gw: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
-    await send_bytes(send, 200, gw.metrics.render(), [], (b"content-type", b"text/plain; version=0.0.4"))
+    """Prometheus metrics; with ``litellm_settings.require_auth_for_metrics_endpoint`` only for the master
+    key or an admin's key (as GET /health): 401 / 403 otherwise (docs/metrics.md)."""
+    from .observability.state_metrics import scrape
+
+    if gw.settings.require_auth_for_metrics:
+        ctx = await _authorized(gw, scope, send)
+        if ctx is None:
+            return
+        try:
+            _require_health_role(ctx.principal, "GET /metrics")
+        except LockgateError as err:
+            await pipeline.respond_error(gw, ctx, send, err)
+            return
+    await send_bytes(send, 200, await scrape(gw), [], (b"content-type", b"text/plain; version=0.0.4"))
 
 
 OTHER_ROUTES: dict[tuple[str, str], Handler] = {
@@ -190,6 +204,8 @@ class App:
         self._config_path = config_path
         self.gateway: Gateway | None = None
         self.admin: Any = None  # the management API (FastAPI), built on its first call
+        self.ui: Any = None  # the admin UI (ui/), built on its first request
+        self.sso: Any = None  # OpenID Connect sign-in (auth/oidc.py: /sso/*), built on its first request
         self._admin_lock: asyncio.Lock | None = None
         self.readiness: Readiness | None = None  # GET /health/readiness, and the draining flag (shutdown.py)
         self.drain: Drain | None = None  # SIGTERM / SIGINT taken over from uvicorn at start-up
@@ -222,6 +238,9 @@ class App:
                     started = time.perf_counter()
                     gateway = self.start()
                     await gateway.start()
+                    if gateway.tracing is not None:  # prompt / answer on spans: opted in, never when turned off
+                        gateway.tracing.content = (gateway.settings.otel_export_content
+                                                   and not gateway.settings.turn_off_message_logging)
                     assert self.readiness is not None
                     self.drain = Drain.install(self.readiness)
                     log.info("lockgate %s ready in %.0f ms", __version__, (time.perf_counter() - started) * 1000)
@@ -255,6 +274,15 @@ class App:
             await get_model(gw, scope, receive, send, path[len("/models/"):])
         elif method == "POST" and (spec := gemini_door.match(path)):
             await gemini_door.handle(gw, scope, receive, send, *spec)
+        elif gw.settings.ui and ui_routes.handles(path):
+            ui = self.ui or await self._load_ui(gw)
+            await ui(scope, receive, send)
+        elif path.startswith("/sso/") and gw.settings.sso is not None:  # docs/sso.md
+            if self.sso is None:
+                from .auth.oidc import SSO
+
+                self.sso = SSO(gw)
+            await self.sso(scope, receive, send)
         elif admin_routes.handles(path):
             admin = self.admin or await self._load_admin(gw)
             await admin(scope if path == scope["path"] else {**scope, "path": path}, receive, send)
@@ -269,6 +297,14 @@ class App:
             if self.admin is None:
                 self.admin = await admin_routes.load(gw)
         return self.admin
+
+    async def _load_ui(self, gw: Gateway) -> Any:
+        if self._admin_lock is None:
+            self._admin_lock = asyncio.Lock()
+        async with self._admin_lock:
+            if self.ui is None:
+                self.ui = await ui_routes.load(gw)
+        return self.ui
 
 
 async def _not_found(send: Send, method: str, path: str) -> None:

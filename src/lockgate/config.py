@@ -14,15 +14,22 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import yaml
 
+from .auth import settings as auth_settings
+from .auth.settings import JWTSettings, SSOSettings
 from .cache import settings as cache_settings
 from .cache.settings import CacheSettings
 from .guardrails import config as guardrail_config
 from .guardrails.config import GuardrailSpec
+from .observability import options as metrics_options
+from .observability.options import MetricsOptions
+
+if TYPE_CHECKING:
+    from .alerts.settings import AlertSettings
 
 log = logging.getLogger("lockgate.config")
 
@@ -55,9 +62,14 @@ KNOWN_GENERAL = {
     "max_request_size_mb", "max_response_size_mb",
     "reject_unpriced_for_budgets",
     "shutdown_grace_seconds", "graceful_shutdown_timeout",
+    "ui", "ui_session_duration", "ui_timezone",  # the admin UI (docs/ui.md)
+    "alerting", "alerting_threshold", "alert_types", "alert_to_webhook_url", "alerting_args",
+    "spend_report_frequency",  # alerts (docs/alerts.md)
+    "enable_jwt_auth", "litellm_jwtauth", "sso",  # docs/sso.md
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
-                 "callbacks", "success_callback", "failure_callback", "cache", "cache_params"}
+                 "callbacks", "success_callback", "failure_callback", "cache", "cache_params",
+                 "require_auth_for_metrics_endpoint", "turn_off_message_logging"}
 KNOWN_ROUTER = {
     "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
     "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
@@ -69,6 +81,7 @@ KNOWN_LOCKGATE = {
     "upstream_thread_batch_at", "connect_timeout", "database_path", "routing_rules", "governance",
     "callback_timeout", "callback_log_timeout", "callback_queue_size", "callback_workers",
     "otel_forward_traceparent",
+    "otel_export_content", "metrics",  # docs/observability.md, docs/metrics.md
 }
 KNOWN_TOP = {
     "model_list", "general_settings", "litellm_settings", "router_settings",
@@ -160,11 +173,21 @@ class Settings:
     otel: bool = False  # litellm_settings.callbacks has "otel": OpenTelemetry traces (docs/observability.md)
     langfuse_otel: bool = False  # "langfuse_otel": the same spans to Langfuse's OTLP endpoint
     otel_forward_traceparent: bool = False  # lockgate_settings: each attempt's trace context sent to the provider
+    otel_export_content: bool = False  # lockgate_settings: prompt / answer on spans (masked), unless the next is set
+    turn_off_message_logging: bool = False  # litellm_settings: no prompt or answer text in any export
+    require_auth_for_metrics: bool = False  # litellm_settings.require_auth_for_metrics_endpoint (docs/metrics.md)
+    metrics: MetricsOptions = field(default_factory=MetricsOptions)  # lockgate_settings.metrics (docs/metrics.md)
     guardrails: list[GuardrailSpec] = field(default_factory=list)  # the top-level guardrails: list
     warnings: list[str] = field(default_factory=list)
     source: Path | None = None
     shutdown_grace_seconds: float = 5.0  # general_settings: on SIGTERM, readiness 503 while still serving (shutdown.py)
     graceful_shutdown_timeout: float = 30.0  # general_settings: then in-flight requests and streams get this long
+    ui: bool = True  # general_settings.ui: the admin UI at /ui (docs/ui.md)
+    ui_session_duration: str = "12h"  # general_settings.ui_session_duration: a UI session's lifetime
+    ui_timezone: str = "UTC"  # general_settings.ui_timezone: the IANA zone the UI's days are counted in
+    alerts: AlertSettings | None = None  # general_settings.alerting and companions (docs/alerts.md); None: off
+    jwt_auth: JWTSettings | None = None  # general_settings.enable_jwt_auth + litellm_jwtauth (docs/sso.md)
+    sso: SSOSettings | None = None  # general_settings.sso or GENERIC_* (OpenID Connect sign-in, docs/sso.md)
 
     def groups(self) -> dict[str, list[Deployment]]:
         out: dict[str, list[Deployment]] = {}
@@ -263,11 +286,74 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         otel="otel" in _names(litellm.get("callbacks")),
         langfuse_otel="langfuse_otel" in _names(litellm.get("callbacks")),
         otel_forward_traceparent=bool(ours.get("otel_forward_traceparent", False)),
+        otel_export_content=bool(ours.get("otel_export_content", False)),
+        turn_off_message_logging=bool(litellm.get("turn_off_message_logging", False)),
+        require_auth_for_metrics=bool(litellm.get("require_auth_for_metrics_endpoint", False)),
+        metrics=_metrics_options(ours.get("metrics")),
         guardrails=guardrails,
         warnings=warnings,
         shutdown_grace_seconds=_seconds(general, "shutdown_grace_seconds", 5),
         graceful_shutdown_timeout=_seconds(general, "graceful_shutdown_timeout", 30),
+        ui=bool(general.get("ui", True)),
+        ui_session_duration=_ui_session_duration(general.get("ui_session_duration", "12h")),
+        ui_timezone=_ui_timezone(general.get("ui_timezone") or "UTC"),
+        alerts=_alerts(general, warnings),
+        jwt_auth=_auth(auth_settings.jwt_settings, general, warnings, master_key),
+        sso=_auth(auth_settings.sso_settings, general, warnings, master_key, litellm),
     )
+
+
+def _auth(parse: Any, general: dict[str, Any], warnings: list[str], master_key: Any, *more: Any) -> Any:
+    """JWT auth / SSO settings (auth/settings.py); both need a master key (without one the gateway is open)."""
+    try:
+        found = parse(general, *more, warnings) if more else parse(general, warnings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if found is not None and not master_key:
+        what = "enable_jwt_auth" if isinstance(found, JWTSettings) else "SSO (general_settings.sso / GENERIC_*)"
+        raise ConfigError(f"{what} needs general_settings.master_key (without one every request is accepted)")
+    return found
+
+
+def _alerts(general: dict[str, Any], warnings: list[str]) -> AlertSettings | None:
+    """``general_settings.alerting``: the alert settings are imported only when it is set."""
+    if not general.get("alerting"):
+        return None
+    from .alerts import settings as alert_settings
+
+    try:
+        return alert_settings.parse(general, warnings)
+    except alert_settings.AlertConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _ui_timezone(value: Any) -> str:
+    """An IANA zone name (``Europe/Paris``) or UTC: the days of the UI's usage and overview pages."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    name = str(value)
+    if name.upper() != "UTC":
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"general_settings.ui_timezone: unknown timezone {name!r} (an IANA name such as "
+                              "Europe/Paris)") from None
+    return name
+
+
+def _ui_session_duration(value: Any) -> str:
+    from .state.durations import is_valid
+
+    if not is_valid(str(value)):
+        raise ConfigError(f"general_settings.ui_session_duration: invalid duration {value!r} (use 30m, 12h, 7d)")
+    return str(value)
+
+
+def _metrics_options(raw: Any) -> MetricsOptions:
+    try:
+        return metrics_options.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _seconds(general: dict[str, Any], key: str, default: float) -> float:

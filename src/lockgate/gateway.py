@@ -27,6 +27,7 @@ from .transport.client import Upstream
 if TYPE_CHECKING:
     import redis.asyncio
 
+    from .alerts import Alerts
     from .context import RequestContext
     from .governance import Governance
     from .observability.tracing import Tracing
@@ -76,6 +77,7 @@ class Gateway:
         self.hooks = Hooks()
         self.tracing: Tracing | None = None  # OpenTelemetry traces (litellm_settings.callbacks: otel), in start()
         self.plugins: Plugins | None = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
+        self.alerts: Alerts | None = None  # lockgate.alerts.Alerts when general_settings.alerting is set (start())
         # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
         self.change_listeners: list[Callable[[str, str], Any]] = []
         self.store: SQLStore | None = None  # lockgate.state.SQLStore, opened in start()
@@ -124,8 +126,15 @@ class Gateway:
         self.health = HealthChecks(self)
         if self.settings.background_health_checks:
             self.health.start_background(self.settings.health_check_interval)
+        if self.settings.alerts is not None:  # general_settings.alerting (docs/alerts.md): else nothing runs
+            from .alerts import Alerts
+
+            self.alerts = Alerts(self, self.settings.alerts)
+            await self.alerts.start()
 
     async def close(self) -> None:
+        if self.alerts is not None:
+            await self.alerts.close()  # queued alerts get 2 s to go out
         for stage in self.before_stages:
             await getattr(stage, "close", _nothing)()
         if self.plugins is not None:

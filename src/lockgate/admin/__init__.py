@@ -26,7 +26,7 @@ from ..http import Receive, Scope, Send, read_body, send_bytes
 
 PREFIXES = ("/key/", "/team/", "/user/", "/organization/", "/customer/", "/spend/", "/global/", "/audit/",
             "/docs/", "/cache/", "/guardrails/")
-EXACT = ("/docs", "/openapi.json")
+EXACT = ("/docs", "/openapi.json", "/health/services")
 # management bodies are small (a key, a team, a list of members): 1 MB, or less when
 # general_settings.max_request_size_mb is smaller
 MAX_BODY = 1024 * 1024

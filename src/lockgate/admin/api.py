@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..errors import LockgateError
-from . import cache, entities, guardrails, keys, spend
+from . import alerts, cache, entities, guardrails, keys, spend
 
 
 def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
@@ -51,7 +51,7 @@ def create_admin_app(gateway: Any) -> FastAPI:
     app = FastAPI(title="Lockgate management API", version=__version__, docs_url=None,
                   openapi_url="/openapi.json", redoc_url=None)
     app.state.gateway = gateway
-    for module in (keys, entities, spend, cache, guardrails):
+    for module in (keys, entities, spend, cache, guardrails, alerts):
         app.include_router(module.router)
     _offline_docs(app)
 

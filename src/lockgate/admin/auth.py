@@ -13,12 +13,15 @@ import hmac
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
 from ..errors import AuthenticationError, PermissionDenied
 from ..pipeline import presented_key
+
+if TYPE_CHECKING:
+    from ..auth.jwt_auth import JWTAuth
 
 PROXY_ADMIN = "proxy_admin"
 PROXY_ADMIN_VIEWER = "proxy_admin_viewer"
@@ -101,6 +104,9 @@ async def authenticate(request: Request) -> Caller:
         raise AuthenticationError("no API key: send Authorization: Bearer <key> or x-api-key")
     if master is not None and hmac.compare_digest(key.encode(), master.encode()):
         return Caller(id="master", role=PROXY_ADMIN)
+    jwt_auth = gateway.governance.jwt if gateway.governance is not None else None
+    if jwt_auth is not None and key.startswith("eyJ") and key.count(".") == 2:  # a JWT (docs/sso.md)
+        return await _jwt_caller(gateway, jwt_auth, key, request.url.path)
     store = gateway.store
     token_hash = hash_key(key)
     principal = await store.principal_for_key(token_hash)
@@ -120,3 +126,18 @@ async def authenticate(request: Request) -> Caller:
     team_roles = await store.memberships(user.id) if user is not None else {}
     return Caller(id=user.id if user is not None else f"key:{token_hash[:12]}", role=role,
                   user_id=user.id if user is not None else None, token_hash=token_hash, team_roles=team_roles)
+
+
+async def _jwt_caller(gateway: Any, jwt_auth: JWTAuth, token: str, path: str) -> Caller:
+    """A JWT on the management API: its admin scope makes a proxy admin, else the user it names (their role
+    and team roles); admin_allowed_routes / team_allowed_routes bound the paths (auth/jwt_auth.py)."""
+    principal = await jwt_auth.principal(token)
+    jwt_auth.check_management_path(principal, path)
+    user = principal.user
+    if user is not None and user.blocked:
+        raise AuthenticationError("this token's user is blocked", code="user_blocked")
+    user_id = principal.key.user_id
+    team_roles = await gateway.store.memberships(user_id) if user_id else {}
+    subject = principal.key.metadata.get("jwt_subject")
+    return Caller(id=user_id or f"jwt:{subject or 'anonymous'}", role=user.role if user is not None else None,
+                  user_id=user_id, team_roles=team_roles)

@@ -187,7 +187,7 @@ async def member_delete(body: MemberDelete, request: Request, caller: Caller = D
 @router.post("/user/new", tags=["users"])
 async def user_new(body: UserNew, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
     caller.require_admin("create users")
-    fields = body.given("teams")
+    fields = body.given("teams", "password")
     fields["user_id"] = fields.get("user_id") or str(uuid.uuid4())
     fields["user_role"] = fields.get("user_role") or INTERNAL_USER
     await _must_exist(request, "organization", fields.get("organization_id"), "organization_id")
@@ -197,17 +197,32 @@ async def user_new(body: UserNew, request: Request, caller: Caller = Depends(aut
     for team_id in body.teams or []:
         await _store(request).set_members(team_id, [{"user_id": row["user_id"], "role": "member"}], [],
                                           audit_of(request, caller))
+    if body.password:
+        await _set_password(request, row["user_id"], body.password)
     return {**public(row), "teams": list(body.teams or [])}
+
+
+async def _set_password(request: Request, user_id: str, password: str) -> None:
+    """The user's admin-UI password (argon2id, ``ui/credentials.py``); their other UI sessions end."""
+    from ..ui import credentials, sessions
+
+    gateway = request.app.state.gateway
+    await credentials.set_password(gateway, user_id, password)
+    await sessions.revoke_user(gateway, user_id)
 
 
 @router.post("/user/update", tags=["users"])
 async def user_update(body: UserUpdate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
     caller.require_admin("update users")
-    fields = body.given("user_id")
+    fields = body.given("user_id", "password")
     if "user_role" in fields and fields["user_role"] is None:
         raise BadRequest("field 'user_role' must not be null", param="user_role")
     await _must_exist(request, "organization", fields.get("organization_id"), "organization_id")
-    return public(await _update(request, caller, "user", body.user_id, fields))
+    row = await _update(request, caller, "user", body.user_id, fields) if fields else \
+        await _get(request, "user", body.user_id)
+    if body.password:
+        await _set_password(request, body.user_id, body.password)
+    return public(row)
 
 
 @router.post("/user/delete", tags=["users"])

@@ -177,6 +177,15 @@ async def key_info(request: Request, key: str | None = None, caller: Caller = De
     return {"key": row["token_hash"], "info": key_view(row, model_spend)}
 
 
+def list_scope(caller: Caller) -> dict[str, list[str]] | None:
+    """The keys a caller may list (None: every key): their own, and their teams' as a team admin.
+    The admin UI's key list uses it too."""
+    if caller.reads_all:
+        return None
+    caller.require(caller.user_id is not None, "list keys")
+    return {"user_id": [caller.user_id or ""], "team_id": caller.admin_teams}
+
+
 @router.get("/key/list")
 async def key_list(
     request: Request,
@@ -192,10 +201,7 @@ async def key_list(
 ) -> dict[str, Any]:
     per_page = size or page_size
     filters = {"user_id": user_id, "team_id": team_id, "organization_id": organization_id, "key_alias": key_alias}
-    scope = None
-    if not caller.reads_all:
-        caller.require(caller.user_id is not None, "list keys")
-        scope = {"user_id": [caller.user_id], "team_id": caller.admin_teams}
+    scope = list_scope(caller)
     rows, total = await request.app.state.gateway.store.list("key", filters, page, per_page, any_of=scope)
     keys = [key_view(r) for r in rows] if return_full_object else [r["token_hash"] for r in rows]
     return {"keys": keys, **paging(page, per_page, total)}

@@ -35,6 +35,7 @@ class LimitFields(Body):
     tpm_limit: int | None = Field(default=None, ge=0)
     rpm_limit: int | None = Field(default=None, ge=0)
     max_parallel_requests: int | None = Field(default=None, ge=0)
+    soft_budget: float | None = Field(default=None, ge=0)  # a budget alert, never a refusal (docs/alerts.md)
     models: list[str] | None = None
     blocked: bool | None = None
     metadata: dict[str, Any] | None = None
@@ -171,6 +172,7 @@ class UserNew(LimitFields):
     user_role: str | None = None
     organization_id: str | None = None
     teams: list[str] | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024, repr=False)  # UI sign-in (argon2id)
 
     _check_role = field_validator("user_role")(lambda cls, v: _user_role(v))
 
@@ -181,6 +183,7 @@ class UserUpdate(LimitFields):
     user_alias: str | None = None
     user_role: str | None = None
     organization_id: str | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024, repr=False)  # UI sign-in (argon2id)
 
     _check_role = field_validator("user_role")(lambda cls, v: _user_role(v))
 

@@ -50,6 +50,7 @@ from .cost import Price, is_priced, price_for, unpriced
 from .types import Entity, Limits, Principal, SpendRecord
 
 if TYPE_CHECKING:
+    from ..auth.jwt_auth import JWTAuth
     from ..context import RequestContext
     from ..gateway import Gateway
 
@@ -98,6 +99,7 @@ class Governance:
         self.channel = self.prefix + "invalidate"
         self.lease = float(opts.get("parallel_slot_lease", s.request_timeout + 60))
         self.reset_interval = float(opts.get("budget_reset_interval", 10))
+        self.reset_failures = 0  # budget resets the database refused (alerts: db_exceptions)
         self.counters: Any = LocalCounters()
         # counters in another process (Redis, or the counters service of ``serve --workers N``): settled
         # before the answer's last bytes, so the client's next request (maybe on another worker or
@@ -114,6 +116,7 @@ class Governance:
         self.proxy: Limits | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._pubsub: Any = None
+        self.jwt: JWTAuth | None = None  # general_settings.enable_jwt_auth (auth/jwt_auth.py), in start()
 
     @property
     def enabled(self) -> bool:
@@ -147,6 +150,10 @@ class Governance:
                 self.gw.router.shared = RoutingShare(service)  # type: ignore[assignment]
         if self.store is None:
             return
+        if s.jwt_auth is not None and self.master_hash is not None:
+            from ..auth.jwt_auth import JWTAuth
+
+            self.jwt = JWTAuth(self.gw, s.jwt_auth, self.cache_ttl)
         if hasattr(self.store, "proxy_budget"):
             self.proxy = await self.store.proxy_budget()
         from ..state.spend_writer import SpendWriter
@@ -207,6 +214,8 @@ class Governance:
         else:  # a user / team / organization change touches every key under it: drop them all
             self.keys.invalidate()
             self.customers.invalidate()
+            if self.jwt is not None:
+                self.jwt.invalidate()
 
     async def reset_spend(self, kind: str, ident: str, row: dict[str, Any]) -> None:
         """An administrative spend change (``spend`` in ``/key/update``, ``/team/update``...): the running
@@ -255,6 +264,8 @@ class Governance:
     async def _drop_cached(self) -> None:
         self.keys.invalidate()
         self.customers.invalidate()
+        if self.jwt is not None:
+            self.jwt.invalidate()
 
     async def _reset_budgets(self) -> None:
         while True:
@@ -264,6 +275,7 @@ class Governance:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried at the next tick
+                self.reset_failures += 1
                 log.warning("budget reset failed (%s)", type(exc).__name__)
 
     async def reset_budgets_once(self) -> int:
@@ -276,6 +288,8 @@ class Governance:
         if reset:
             self.keys.invalidate()  # new budget_reset_at values -> new running-spend counters
             self.customers.invalidate()
+            if self.jwt is not None:
+                self.jwt.invalidate()
         if isinstance(self.counters, LocalCounters):
             self.counters.prune()
         return reset
@@ -292,6 +306,9 @@ class Governance:
         """``key`` is not the master key: resolve it as a virtual key."""
         if not self.enabled:
             raise AuthenticationError("invalid API key")
+        if self.jwt is not None and key.startswith("eyJ") and key.count(".") == 2:  # a JWT (docs/sso.md)
+            ctx.principal = await self.jwt.principal(key)
+            return
         token_hash = hash_key(key)
         principal = await self.keys.get(token_hash)
         if principal is None or not hmac.compare_digest(principal.key.token_hash, token_hash):
@@ -307,7 +324,7 @@ class Governance:
             policy.check_route(p, ctx.route, ctx.model, ctx.stream)
             policy.check_model(p, self.catalog, ctx.model)
             policy.check_ip(p, ctx.client_ip)
-        end_user = ctx.body.get("user")
+        end_user = _end_user(ctx)
         if isinstance(end_user, str) and end_user and self.store is not None:
             customer = await self.customers.get(end_user)
             policy.check_customer(customer, end_user)
@@ -386,7 +403,7 @@ class Governance:
             items.extend(plan[0])
             grant.key_budget_index = plan[1]
             tokens_needed = plan[3]
-        end_user = ctx.body.get("user")
+        end_user = _end_user(ctx)
         if isinstance(end_user, str) and end_user and self.store is not None:
             ent = self.customers.peek(end_user)  # loaded by authorize
             if ent is not None:
@@ -458,15 +475,15 @@ class Governance:
         usage = usage or {}
         details = usage.get("prompt_tokens_details")
         end = time()
-        end_user = ctx.body.get("user")
+        end_user = _end_user(ctx)
         if isinstance(p, Principal):
             key = p.key
-            api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
+            api_key, user_id, team_id = None if p.jwt else key.token_hash, key.user_id, key.team_id
             org_id = key.organization_id or (p.organization.id if p.organization else None)
             metadata = _key_metadata(key.key_alias, ctx.stream)
         else:
             # no master key: the record's api_key stays NULL, as before
-            api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None
             metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
         if ctx.guardrails is not None:  # per guardrail: phase, verdict, detections (types, offsets), ms
             metadata = orjson.dumps({**orjson.loads(metadata), "guardrails": ctx.guardrails.records()}).decode()
@@ -502,16 +519,16 @@ class Governance:
             return None
         p = ctx.principal
         end = time()
-        end_user = ctx.body.get("user")
+        end_user = _end_user(ctx)
         if ctx.guardrails is not None:
             meta["guardrails"] = ctx.guardrails.records()
         if isinstance(p, Principal):
             key = p.key
-            api_key, user_id, team_id = key.token_hash, key.user_id, key.team_id
+            api_key, user_id, team_id = None if p.jwt else key.token_hash, key.user_id, key.team_id
             org_id = key.organization_id or (p.organization.id if p.organization else None)
             meta["key_alias"] = key.key_alias
         else:
-            api_key, user_id, team_id, org_id = self.master_hash, None, None, None  # type: ignore[assignment]
+            api_key, user_id, team_id, org_id = self.master_hash, None, None, None
         return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
@@ -542,7 +559,7 @@ class Governance:
 
     def _key_spend(self, ctx: RequestContext, grant: Grant) -> float | None:
         p = ctx.principal
-        if not isinstance(p, Principal):
+        if not isinstance(p, Principal) or p.jwt:  # the master key, a JWT
             return None
         if grant.key_budget_index >= 0 and grant.admission is not None:
             return grant.admission.values[grant.key_budget_index]
@@ -574,6 +591,16 @@ class Governance:
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _end_user(ctx: RequestContext) -> Any:
+    """The body's ``user``, else the end user a JWT names (``Principal.end_user``)."""
+    user = ctx.body.get("user")
+    if user is None:
+        p = ctx.principal
+        if isinstance(p, Principal):
+            return p.end_user
+    return user
 
 
 def estimate_tokens(body: dict[str, Any]) -> int:

@@ -22,6 +22,7 @@ class Limits:
     tpm_limit: int | None = None
     rpm_limit: int | None = None
     max_parallel_requests: int | None = None
+    soft_budget: float | None = None  # alerts only (docs/alerts.md): never refuses a request
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Principal:
     team: Entity | None = None
     organization: Entity | None = None
     is_master: bool = False
+    # authenticated by a JWT (auth/jwt_auth.py): ``key`` is synthetic (no key limits, no spend recorded on a key)
+    jwt: bool = False
+    end_user: str | None = None  # a JWT's end user (litellm_jwtauth.end_user_id_jwt_field) when the body names none
     # model -> admission plan (governance.enforcement: this principal's counters for that model, cached
     # for the life of this snapshot, until a budget period ends)
     plans: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -13,17 +13,20 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .. import tokens
+from ..observability import options as metrics_options
 
 if TYPE_CHECKING:
     from ..context import RequestContext
     from ..errors import LockgateError
     from ..gateway import Gateway
+    from ..ui.data.tail import LiveTail
 
 log = logging.getLogger("lockgate")
 
 
 class Accounting:
     name = "accounting"
+    tail: LiveTail | None = None  # the admin UI's live tail (ui/data/tail.py), set when the first one opens
 
     async def after(self, gw: Gateway, ctx: RequestContext, error: LockgateError | None) -> None:
         m = gw.metrics
@@ -35,6 +38,8 @@ class Accounting:
         m.observe_request(model, provider, ctx.status, total, ctx.upstream_seconds, ttft)
         if gw.governance is not None:
             await gw.governance.account(ctx)  # spend journaled (if not yet), counters settled, slots released
+        if gw.alerts is not None:  # general_settings.alerting: a few comparisons, an enqueue (alerts/service.py)
+            gw.alerts.observe(ctx, error)
         if ctx.usage is None and ctx.status == 200 and ctx.deployment is not None and ctx.route in tokens.ROUTES:
             # rare (the provider reported no usage): counted in a thread, after the slots were released
             ctx.usage = await tokens.estimate_missing_usage(ctx.body, ctx.deployment.model)
@@ -44,9 +49,17 @@ class Accounting:
         record = access_record(ctx, provider, total, prompt, completion)
         if ctx.grant is not None:
             record["cost"] = ctx.grant.cost
+            if ctx.grant.cost:  # lockgate_spend_usd_total, key / team labels bounded (observability/options.py)
+                opts = gw.settings.metrics
+                m.observe_spend(model, *metrics_options.spend_labels(opts, ctx.principal), ctx.grant.cost,
+                                opts.max_series)
+        if ctx.guardrails is not None:
+            m.observe_guardrails(ctx.guardrails.results)
         if ctx.cache_result is not None:
             record["cache"] = ctx.cache_result
         gw.access_log.write(record)
+        if self.tail is not None and self.tail.subscribers:  # only while a live tail is open
+            self.tail.publish(gw, ctx)
         if ctx.error_kind:
             for on_error in gw.hooks.on_error:
                 await _isolated(gw, ctx, "on_error", on_error, error)

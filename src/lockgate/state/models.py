@@ -6,8 +6,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, MetaData, String, Text, TypeDecorator, false
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    event,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from . import rollup
 
 
 class UTCDateTime(TypeDecorator):
@@ -61,6 +77,8 @@ class LimitsMixin:
     created_at: Mapped[datetime] = mapped_column(default=_now)
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # migration 0005 (added last): spend that raises a budget alert, never blocks (docs/alerts.md)
+    soft_budget: Mapped[float | None] = mapped_column(Float, sort_order=1001)
 
 
 class Organization(LimitsMixin, Base):
@@ -179,3 +197,57 @@ class ProxyBudget(Base):
 
 
 ENTITY_TABLES = {"organization": Organization, "team": Team, "user": User, "customer": Customer, "key": Key}
+
+
+# the admin UI's key list (ui/keylist.py): newest first, and the blocked / active filter, at 100k keys
+# (migration 0004)
+Index("ix_keys_created_at_token_hash", Key.created_at, Key.token_hash)
+Index("ix_keys_blocked_created_at", Key.blocked, Key.created_at, Key.token_hash)
+
+
+class UISession(Base):
+    """A signed-in admin UI session (ui/sessions.py); the cookie holds the token, the row its sha256."""
+
+    __tablename__ = "ui_sessions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie's token
+    user_id: Mapped[str | None] = mapped_column(String(255), index=True)  # None: the master key
+    role: Mapped[str] = mapped_column(String(32))
+    via: Mapped[str] = mapped_column(String(16))  # master_key | password | sso
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UICredential(Base):
+    """A local user's password (argon2id) and optional TOTP second factor, for the admin UI's sign-in."""
+
+    __tablename__ = "ui_credentials"
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_last: Mapped[int | None] = mapped_column(Integer)  # the last accepted code's time step (no replay)
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+
+# the admin UI: an internal user's own rows, newest first (ui/data/, migration 0005)
+Index("ix_spend_logs_user_id_start_time", SpendLog.user_id, SpendLog.start_time)
+
+
+class SpendRollup(Base):
+    """spend_logs summed per 15-minute UTC bucket and model group, kept by triggers (state/rollup.py)."""
+
+    __tablename__ = "spend_rollup"
+    bucket: Mapped[datetime] = mapped_column(primary_key=True)
+    model_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend: Mapped[float] = mapped_column(Float, default=0.0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)  # sum of end_time - start_time
+    ttft_ms: Mapped[float] = mapped_column(Float, default=0.0)  # sum of metadata.ttft_ms where present
+    ttft_count: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+event.listen(Base.metadata, "after_create", rollup.install)  # its triggers, on a database create_all builds

@@ -106,7 +106,7 @@ def limits_of(row: Any) -> Limits:
     return Limits(
         max_budget=row.max_budget, budget_duration=row.budget_duration, budget_reset_at=row.budget_reset_at,
         spend=row.spend or 0.0, tpm_limit=row.tpm_limit, rpm_limit=row.rpm_limit,
-        max_parallel_requests=row.max_parallel_requests,
+        max_parallel_requests=row.max_parallel_requests, soft_budget=getattr(row, "soft_budget", None),
     )
 
 

@@ -1,0 +1,197 @@
+"""The admin UI's data pages in a real browser (Playwright + Debian's Chromium): a key created in the UI and
+used through the OpenAI SDK shows in the logs (detail panel on click, live tail without reload), in usage
+(the CSV reconciles with /spend/logs) and in the overview; the audit log shows its creation; the playground
+streams an answer; the guardrails and cache page; no console error or failed request anywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import time
+from datetime import UTC, datetime
+
+import httpx
+import openai
+import pytest
+
+from tests import ui_browser
+from tests.conftest import MASTER_KEY, gateway_config, start_gateway
+
+browser, ui = ui_browser.browser, ui_browser.ui  # fixtures
+
+
+@pytest.fixture(scope="module")
+def gateway(mocks, tmp_path_factory):
+    config = gateway_config(mocks)
+    config["litellm_settings"]["cache"] = True
+    config["guardrails"] = [{"guardrail_name": "no-secrets", "litellm_params": {
+        "guardrail": "lockgate_max_input_size", "mode": "pre_call", "max_chars": 100000}}]
+    gw = start_gateway(config, tmp_path_factory.mktemp("ui-data"))
+    yield gw
+    gw.process.terminate()
+    gw.process.wait(10)
+
+
+def sign_in(page, base: str) -> None:
+    page.goto(base + "/ui/login")
+    page.get_by_label("Master key", exact=True).fill(MASTER_KEY)
+    page.get_by_role("button", name="Sign in with the master key").click()
+    page.wait_for_url(re.compile(r".*/ui/keys$"))
+
+
+def admin_api(gateway) -> httpx.Client:
+    return httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=20)
+
+
+def ask(gateway, key: str, text: str, stream: bool = False) -> str:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=20)
+    if stream:
+        parts = client.chat.completions.create(model="openai-model", stream=True,
+                                               messages=[{"role": "user", "content": text}])
+        return "".join((c.choices[0].delta.content or "") for c in parts if c.choices)
+    answer = client.chat.completions.create(model="openai-model", messages=[{"role": "user", "content": text}])
+    return answer.choices[0].message.content or ""
+
+
+def spend_logs_for(gateway, token: str) -> list[dict]:
+    with admin_api(gateway) as api:
+        return api.get("/spend/logs", params={"api_key": token, "page_size": 1000}).json()["data"]
+
+
+def wait_for(condition, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def made_key(gateway, browser):
+    """A key created in the UI (its alias, raw value, token) and two requests made with it by the SDK."""
+    watched = ui_browser.watch(browser)
+    page = watched.page
+    sign_in(page, gateway.url)
+    page.get_by_role("link", name="Create key").click()
+    page.get_by_label("Alias").fill("data-pages-key")
+    page.get_by_role("button", name="Create key").click()
+    raw = page.get_by_label("The new key").input_value()
+    watched.context.close()
+    assert watched.unexpected() == []
+    assert ask(gateway, raw, "hello from the SDK") != ""
+    assert ask(gateway, raw, "and a stream", stream=True) != ""
+    token = wait_for(lambda: (rows := spend_logs_for(gateway, raw)) and len(rows) >= 2 and rows[0]["api_key"],
+                     "the spend rows")
+    return {"alias": "data-pages-key", "raw": raw, "token": token}
+
+
+def test_logs_show_the_sdk_requests_open_a_detail_and_tail_live(gateway, ui, made_key):
+    page = ui.page
+    sign_in(page, gateway.url)
+    page.get_by_role("link", name="Logs").click()
+    page.wait_for_url(re.compile(r".*/ui/logs$"))
+    table = page.locator("#logs-table")
+    assert table.get_by_text("data-pages-key").count() >= 2
+    assert made_key["raw"] not in page.content()
+
+    first_id = spend_logs_for(gateway, made_key["token"])[0]["request_id"]
+    page.get_by_role("button", name=f"Details of request {first_id}").click()
+    page.locator("#detail").get_by_text(f"Request {first_id}").wait_for()
+    assert "openai-model" in page.locator("#detail").inner_text()
+    ui.screenshot("logs")
+
+    # filters: by key (the raw key is accepted, matched by its hash) and by status
+    page.get_by_label("Key (sk-… or hash)").fill(made_key["token"])
+    page.get_by_label("Status").select_option("error")
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_text("No requests match.").wait_for()
+
+    # the live tail: a request made now appears without a reload
+    page.get_by_role("button", name="Start live tail").click()
+    page.get_by_text("Connected: new requests appear here.").wait_for()
+    url_before = page.url
+    assert ask(gateway, made_key["raw"], "live one") != ""
+    tail_rows = page.locator("#tail-rows tr")
+    tail_rows.first.wait_for()
+    assert "openai-model" in tail_rows.first.inner_text() and "data-pages-key" in tail_rows.first.inner_text()
+    assert page.url == url_before
+    ui.screenshot("logs-live-tail")
+    page.get_by_role("button", name="Stop live tail").click()
+    page.get_by_text("Stopped.").wait_for()
+
+
+def test_usage_shows_the_spend_and_the_csv_reconciles(gateway, ui, made_key):
+    page = ui.page
+    sign_in(page, gateway.url)
+    page.goto(gateway.url + "/ui/usage?group_by=key")
+    rows = spend_logs_for(gateway, made_key["token"])
+    with admin_api(gateway) as api:
+        everything = api.get("/spend/logs", params={"page_size": 1000}).json()["data"]
+    today = datetime.now(UTC).date().isoformat()  # the gateway's ui_timezone is UTC (the default)
+    todays = [r for r in everything if r["start_time"].startswith(today)]
+    assert page.locator("#usage-total-requests").inner_text() == str(len(everything))
+    assert page.locator("#usage-groups").get_by_text("data-pages-key").count() == 1
+    assert page.locator("#chart-daily canvas").count() == 1  # the chart drew (its table is the other view)
+    ui.screenshot("usage")
+
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download CSV").click()
+    text = open(info.value.path(), encoding="utf-8").read()
+    lines = list(csv.DictReader(io.StringIO(text)))
+    day_rows = [r for r in lines if r["day"] == today]
+    assert sum(int(r["requests"]) for r in day_rows) == len(todays)
+    assert math.fsum(float(r["spend"]) for r in day_rows) == pytest.approx(math.fsum(r["spend"] for r in todays),
+                                                                           abs=1e-12)
+    mine = [r for r in day_rows if r["key"] == made_key["token"]]
+    assert mine and mine[0]["key_alias"] == "data-pages-key"
+    assert int(mine[0]["requests"]) == len([r for r in rows if r["start_time"].startswith(today)])
+
+
+def test_overview_audit_and_guardrails_cache_pages(gateway, ui, made_key):
+    page = ui.page
+    sign_in(page, gateway.url)
+    page.get_by_role("link", name="Overview").click()
+    today = page.locator("#period-1")
+    requests = int(today.locator("dt:text-is('Requests') + dd").inner_text())
+    assert requests >= 2
+    assert page.locator("#deployments").get_by_text("openai-model").count() >= 1
+    ui.screenshot("overview")
+
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_label("Object ID").fill(made_key["token"])
+    page.get_by_role("button", name="Filter").click()
+    row = page.locator("#audit-table-rows tbody tr").first
+    assert "created" in row.inner_text() and "keys" in row.inner_text()
+    row.get_by_text("Before and after").click()
+    ui.screenshot("audit")
+    assert made_key["raw"] not in page.content()
+
+    page.get_by_role("link", name="Guardrails & cache").click()
+    assert page.locator("#guardrails").get_by_text("no-secrets").count() == 1
+    assert int(page.locator("#cache-lookups dt:text-is('miss') + dd").inner_text()) >= 1
+    ui.screenshot("guardrails-cache")
+
+
+def test_playground_streams_an_answer(gateway, ui, made_key):
+    page = ui.page
+    sign_in(page, gateway.url)
+    page.get_by_role("link", name="Playground").click()
+    page.get_by_label("API key").fill(made_key["raw"])
+    page.get_by_label("Model").select_option("openai-model")
+    page.get_by_label("Message", exact=True).fill("Say something")
+    with page.expect_request(re.compile(r".*/v1/chat/completions$")) as sent:
+        page.get_by_role("button", name="Send").click()
+    assert made_key["raw"] not in sent.value.url
+    assert sent.value.headers["authorization"] == f"Bearer {made_key['raw']}"
+    page.get_by_text(re.compile(r"^Done")).wait_for()
+    answer = page.locator("#answer").inner_text()
+    assert answer.strip() != ""
+    ui.screenshot("playground")
+    page.get_by_label("API key").fill("sk-not-a-key")
+    page.get_by_role("button", name="Send").click()
+    page.get_by_text(re.compile(r"^Error: ")).wait_for()
+    ui.allow(r"401 \(Unauthorized\)")  # the refused key's answer, shown to the user on purpose

@@ -1,0 +1,142 @@
+"""The admin UI as deployed: under a path prefix (SERVER_ROOT_PATH), turned off (general_settings.ui: false),
+on several instances sharing PostgreSQL + Redis (sessions, sign-out and the sign-in rate limit are shared),
+and signing in with SSO through a real OpenID Connect provider (tests/oidc_provider.py) in the browser."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import httpx
+import pytest
+
+from tests import oidc_provider, ui_browser
+from tests.conftest import MASTER_KEY, gateway_config, start_gateway
+from tests.test_admin_support import postgres_database
+from tests.test_governance_e2e import REDIS_URL
+
+browser, ui = ui_browser.browser, ui_browser.ui  # fixtures
+
+
+def stop(*gateways) -> None:
+    for gw in gateways:
+        gw.process.terminate()
+    for gw in gateways:
+        gw.process.wait(10)
+
+
+def master_sign_in(client: httpx.Client, base: str, prefix: str = "") -> httpx.Response:
+    form = client.get(base + prefix + "/ui/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    return client.post(base + prefix + "/ui/login", data={"csrf_token": token, "method": "master_key",
+                                                          "master_key": MASTER_KEY}, follow_redirects=False)
+
+
+def test_the_ui_works_under_a_root_path(mocks, tmp_path, ui):
+    gw = start_gateway(gateway_config(mocks), tmp_path, {"SERVER_ROOT_PATH": "/llm-gw/"})
+    try:
+        page = ui.page
+        page.goto(gw.url + "/llm-gw/ui/")
+        assert page.url == gw.url + "/llm-gw/ui/login"
+        page.get_by_label("Master key", exact=True).fill(MASTER_KEY)
+        page.get_by_role("button", name="Sign in with the master key").click()
+        page.wait_for_url(gw.url + "/llm-gw/ui/keys")
+        (cookie,) = [c for c in ui.context.cookies() if c["name"] == "lockgate_session"]
+        assert cookie["path"] == "/llm-gw/ui"
+        hrefs = page.eval_on_selector_all("a[href], link[href], script[src], form[action]",
+                                          "els => els.map(e => e.getAttribute('href') || e.getAttribute('src') "
+                                          "|| e.getAttribute('action'))")
+        local = [h for h in hrefs if h.startswith("/")]
+        assert local and all(h.startswith("/llm-gw/ui") for h in local), local
+        page.get_by_role("link", name="Teams").click()
+        page.wait_for_url(gw.url + "/llm-gw/ui/teams")
+        # a proxy that strips the prefix: the same UI answers at /ui, its links keep the prefix
+        stripped = httpx.get(gw.url + "/ui/login")
+        assert stripped.status_code == 200 and 'action="/llm-gw/ui/login"' in stripped.text
+    finally:
+        stop(gw)
+
+
+def test_general_settings_ui_false_turns_it_off(mocks, tmp_path):
+    cfg = gateway_config(mocks)
+    cfg["general_settings"]["ui"] = False
+    gw = start_gateway(cfg, tmp_path)
+    try:
+        for path in ("/ui", "/ui/", "/ui/login", "/ui/static/ui.js"):
+            assert httpx.get(gw.url + path).status_code == 404, path
+        assert httpx.get(gw.url + "/key/list", headers={"Authorization": f"Bearer {MASTER_KEY}"}).status_code == 200
+    finally:
+        stop(gw)
+
+
+@pytest.fixture
+def two_instances(mocks, tmp_path):
+    with postgres_database() as database_url:  # (its own thread: the browser's loop runs in this one)
+        cfg = gateway_config(mocks)
+        cfg["general_settings"].update(database_url=database_url, redis_url=REDIS_URL)
+        cfg["lockgate_settings"] = {"governance": {"redis_key_prefix": f"lockgate-ui-{uuid.uuid4().hex[:8]}:"}}
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        first = start_gateway(cfg, tmp_path / "a")
+        second = start_gateway(cfg, tmp_path / "b")
+        yield first, second
+        stop(first, second)
+
+
+def test_instances_share_sessions_and_the_sign_in_limit(two_instances):
+    first, second = two_instances
+    with httpx.Client(timeout=20) as client:
+        assert master_sign_in(client, first.url).status_code == 303
+        cookie = client.cookies["lockgate_session"]
+    on_second = httpx.get(second.url + "/ui/keys", cookies={"lockgate_session": cookie}, follow_redirects=False)
+    assert on_second.status_code == 200 and "Virtual keys" in on_second.text
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', on_second.text).group(1)
+    made = httpx.post(second.url + "/ui/keys/new", cookies={"lockgate_session": cookie},
+                      data={"csrf_token": csrf, "key_alias": "made-on-b"})
+    assert made.status_code == 200 and "Copy this key now" in made.text
+    assert "made-on-b" in httpx.get(first.url + "/ui/keys", cookies={"lockgate_session": cookie}).text
+    # signing out on one instance ends the session on every instance
+    out = httpx.post(second.url + "/ui/logout", cookies={"lockgate_session": cookie}, data={"csrf_token": csrf},
+                     follow_redirects=False)
+    assert out.status_code == 303
+    gone = httpx.get(first.url + "/ui/keys", cookies={"lockgate_session": cookie}, follow_redirects=False)
+    assert gone.status_code == 303 and gone.headers["location"] == "/ui/login"
+    # failures on one instance count on the other (Redis)
+    with httpx.Client(timeout=20) as client:
+        for base in (first.url, second.url, first.url, second.url, first.url):
+            form = client.get(base + "/ui/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+            wrong = client.post(base + "/ui/login", data={"csrf_token": token, "method": "password",
+                                                          "username": "shared-user", "password": "wrong-password"})
+            assert wrong.status_code == 401
+        form = client.get(second.url + "/ui/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+        limited = client.post(second.url + "/ui/login", data={"csrf_token": token, "method": "password",
+                                                              "username": "shared-user", "password": "x" * 9})
+        assert limited.status_code == 429 and "Too many failed sign-ins" in limited.text
+
+
+def test_sign_in_with_sso_in_the_browser(mocks, tmp_path, ui):
+    provider = oidc_provider.start(users={"sam": {"email": "sam@example.com", "role": "admin"}})
+    cfg = gateway_config(mocks)
+    cfg["general_settings"]["sso"] = {"issuer": provider.issuer, "client_id": oidc_provider.CLIENT_ID,
+                                      "client_secret": oidc_provider.CLIENT_SECRET,
+                                      "allowed_email_domains": ["example.com"],
+                                      "role_mappings": {"admin": "proxy_admin"}}
+    gw = start_gateway(cfg, tmp_path)
+    provider.redirect_uris = [gw.url + "/sso/callback"]
+    provider.login_as("sam")
+    try:
+        page = ui.page
+        page.goto(gw.url + "/ui/login")
+        page.get_by_role("link", name="Sign in with SSO").click()
+        page.wait_for_url(re.compile(r".*/ui/keys$"))
+        header = page.locator("header").inner_text()
+        assert "proxy_admin" in header
+        (cookie,) = [c for c in ui.context.cookies() if c["name"] == "lockgate_session"]
+        assert cookie["httpOnly"] and cookie["path"] == "/ui"
+        page.get_by_role("link", name="Users").click()
+        assert page.locator("#users-table").inner_text().count("sam") >= 1
+    finally:
+        stop(gw)
+        provider.stop()
