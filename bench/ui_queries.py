@@ -37,6 +37,7 @@ async def main() -> None:
     parser.add_argument("url")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tz", default="Europe/Paris")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this")
     args = parser.parse_args()
 
     from lockgate.state import open_store
@@ -69,6 +70,10 @@ async def main() -> None:
                     store, c, usage.UsageQuery(today - timedelta(days=6), today, tz, "key")),
                 "usage 30 days, by key (top 10)": lambda c=caller: usage.usage(
                     store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "key")),
+                "usage 30 days, by team": lambda c=caller: usage.usage(
+                    store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "team")),
+                "usage 7 days, by user": lambda c=caller: usage.usage(
+                    store, c, usage.UsageQuery(today - timedelta(days=6), today, tz, "user")),
                 "usage 30 days, by model": lambda c=caller: usage.usage(
                     store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "model")),
                 "usage 30 days, by tag": lambda c=caller: usage.usage(
@@ -86,6 +91,8 @@ async def main() -> None:
             if caller.reads_all:
                 cases["audit: first page"] = lambda c=caller: audit.page(store, c, audit.AuditFilters())
             for name, fn in cases.items():
+                if args.only not in name:
+                    continue
                 print(f"{store.dialect:10} {who:13} {name:40} {await timed(args.runs, fn):9.1f} ms", flush=True)
     finally:
         await store.close()

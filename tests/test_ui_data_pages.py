@@ -99,7 +99,9 @@ def test_logs_show_the_sdk_requests_open_a_detail_and_tail_live(gateway, ui, mad
     assert made_key["raw"] not in page.content()
 
     first_id = spend_logs_for(gateway, made_key["token"])[0]["request_id"]
-    page.get_by_role("button", name=f"Details of request {first_id}").click()
+    opener = page.get_by_role("button", name=f"Details of request {first_id}")
+    opener.focus()  # the keyboard opens it too: a real button, reached by Tab, pressed with Enter
+    page.keyboard.press("Enter")
     page.locator("#detail").get_by_text(f"Request {first_id}").wait_for()
     assert "openai-model" in page.locator("#detail").inner_text()
     ui.screenshot("logs")
@@ -150,6 +152,12 @@ def test_usage_shows_the_spend_and_the_csv_reconciles(gateway, ui, made_key):
     assert mine and mine[0]["key_alias"] == "data-pages-key"
     assert int(mine[0]["requests"]) == len([r for r in rows if r["start_time"].startswith(today)])
 
+    # bad input: the page says what is wrong, with a 400
+    answer = page.goto(gateway.url + "/ui/usage?start=yesterday")
+    assert answer is not None and answer.status == 400
+    assert "start must be a date (YYYY-MM-DD)" in page.content()
+    ui.allow(r"400 \(Bad Request\)")
+
 
 def test_overview_audit_and_guardrails_cache_pages(gateway, ui, made_key):
     page = ui.page
@@ -195,3 +203,35 @@ def test_playground_streams_an_answer(gateway, ui, made_key):
     page.get_by_role("button", name="Send").click()
     page.get_by_text(re.compile(r"^Error: ")).wait_for()
     ui.allow(r"401 \(Unauthorized\)")  # the refused key's answer, shown to the user on purpose
+
+
+def test_an_internal_user_sees_only_their_own_requests(gateway, ui, made_key):
+    with admin_api(gateway) as api:
+        made = api.post("/user/new", json={"user_id": "ines", "user_role": "internal_user",
+                                           "password": "ines-password"})
+        assert made.status_code == 200, made.text
+        own = api.post("/key/generate", json={"user_id": "ines", "key_alias": "ines-key"}).json()
+    assert ask(gateway, own["key"], "mine") != ""
+    wait_for(lambda: spend_logs_for(gateway, own["key"]), "her spend row")
+    page = ui.page
+    page.goto(gateway.url + "/ui/login")
+    page.get_by_label("User name", exact=True).fill("ines")
+    page.get_by_label("Password", exact=True).fill("ines-password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    page.get_by_role("link", name="Logs").click()
+    table = page.locator("#logs-table")
+    assert table.get_by_text("ines-key").count() == 1
+    assert table.get_by_text("data-pages-key").count() == 0  # the admin's key's requests are not hers
+    nav = page.get_by_role("navigation", name="Main")
+    assert nav.get_by_role("link", name="Audit log").count() == 0
+    assert nav.get_by_role("link", name="Guardrails & cache").count() == 0
+    page.get_by_role("link", name="Usage").click()
+    assert page.locator("#usage-total-requests").inner_text() == "1"
+    page.get_by_role("link", name="Overview").click()
+    assert page.locator("#deployments").count() == 0
+    # another user's request detail is not hers to read: the API's own 404
+    other = spend_logs_for(gateway, made_key["token"])[0]["request_id"]
+    answer = page.goto(gateway.url + f"/ui/logs/request/{other}")
+    assert answer is not None and answer.status == 404
+    ui.allow(r"404 \(Not Found\)")
+    ui.allow(rf"/ui/logs/request/{other}")

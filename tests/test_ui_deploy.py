@@ -140,3 +140,94 @@ def test_sign_in_with_sso_in_the_browser(mocks, tmp_path, ui):
     finally:
         stop(gw)
         provider.stop()
+
+
+LAZY_CHECK = r'''
+import asyncio, sys, orjson
+from lockgate import config
+from lockgate.app import App
+
+async def call(app, method, path, body=b""):
+    sent = []
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+    async def send(message):
+        sent.append(message)
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer sk-lazy-master")],
+             "client": ("127.0.0.1", 1), "scheme": "http", "root_path": ""}
+    await app(scope, receive, send)
+    return sent[0]["status"]
+
+async def main(database):
+    settings = config.from_dict({
+        "model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m", "mock_response": "hi"}}],
+        "general_settings": {"master_key": "sk-lazy-master"},
+        "lockgate_settings": {"database_path": database}})
+    app = App(settings)
+    gateway = app.start()
+    await gateway.start()
+    body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    for _ in range(20):
+        assert await call(app, "POST", "/v1/chat/completions", body) == 200
+    assert app.ui is None and "lockgate.ui.app" not in sys.modules and "jinja2" not in sys.modules
+    assert await call(app, "GET", "/ui/login") == 200
+    assert app.ui is not None and "jinja2" in sys.modules
+    await gateway.close()
+    print("lazy ok")
+
+asyncio.run(main(sys.argv[1]))
+'''
+
+
+def test_the_ui_costs_the_model_routes_nothing_until_it_is_used(tmp_path):
+    """With the UI on (the default) but unused, model requests never build it nor import its libraries."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LAZY_CHECK, str(tmp_path / "lazy.db")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "lazy ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_session_ends_at_ui_session_duration(mocks, tmp_path):
+    cfg = gateway_config(mocks)
+    cfg["general_settings"]["ui_session_duration"] = "2s"
+    gw = start_gateway(cfg, tmp_path)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=20) as client:
+            signed = master_sign_in(client, gw.url)
+            assert "Max-Age=2;" in signed.headers["set-cookie"]
+            assert client.get("/ui/keys", follow_redirects=False).status_code == 200
+            import time
+
+            time.sleep(2.2)
+            expired = client.get("/ui/keys", cookies={"lockgate_session": client.cookies["lockgate_session"]},
+                                 follow_redirects=False)
+            assert expired.status_code == 303 and expired.headers["location"] == "/ui/login"
+    finally:
+        stop(gw)
+
+
+def test_ui_settings_are_validated():
+    from lockgate import config
+
+    base = {"model_list": [], "general_settings": {"ui_session_duration": "forever"}}
+    with pytest.raises(config.ConfigError, match="ui_session_duration"):
+        config.from_dict(base)
+    settings = config.from_dict({"model_list": [], "general_settings": {"ui": False, "ui_session_duration": "30m"}})
+    assert settings.ui is False and settings.ui_session_duration == "30m"
+    assert not any("ui" in w for w in settings.warnings)
+
+
+def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(mocks, tmp_path):
+    """FORWARDED_ALLOW_IPS names the proxies; here the test client (127.0.0.1) is not one of them, so its
+    X-Forwarded-Proto: https is ignored and the cookie is not marked Secure."""
+    gw = start_gateway(gateway_config(mocks), tmp_path, {"FORWARDED_ALLOW_IPS": "10.9.8.7"})
+    try:
+        with httpx.Client(base_url=gw.url, headers={"X-Forwarded-Proto": "https"}, timeout=20) as client:
+            signed = master_sign_in(client, gw.url)
+        assert signed.status_code == 303
+        assert "Secure" not in signed.headers["set-cookie"]
+    finally:
+        stop(gw)

@@ -49,7 +49,6 @@ def test_master_key_sign_in_sets_a_safe_session_cookie(gateway, ui):
     (cookie,) = [c for c in ui.context.cookies() if c["name"] == "lockgate_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and cookie["path"] == "/ui"
     assert not cookie["secure"]  # plain HTTP here; behind TLS see test_secure_cookie_behind_a_tls_proxy
-    ui.screenshot("keys")
 
 
 def test_a_key_made_in_the_ui_works_and_blocking_it_in_the_ui_refuses_it(gateway, ui):
@@ -129,6 +128,8 @@ def test_the_key_list_caps_its_page_size_and_searches(gateway, ui):
     page.get_by_role("link", name="Next page").click()
     page.locator("#key-table caption", has_text="page 2 of").wait_for()
     assert page.locator("#key-table tbody tr").count() == 10
+    page.goto(gateway.url + "/ui/keys?page_size=10")
+    ui.screenshot("keys")
 
 
 def test_mutations_need_the_session_csrf_token(gateway, ui):
@@ -220,3 +221,30 @@ def test_keyboard_reaches_the_main_controls(gateway, ui):
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Enter")  # "Create key", reached by keyboard
     page.wait_for_url(re.compile(r".*/ui/keys/new$"))
+
+
+# the form controls of a page with no accessible name (no label, aria-label(ledby), text or title)
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                 && !e.getAttribute('aria-labelledby') && !(e.tagName === 'BUTTON' && e.textContent.trim())
+                 && !e.title)
+    .map(e => e.outerHTML.slice(0, 120))"""
+
+
+def test_every_page_in_the_registry_loads_cleanly(gateway, ui):
+    """Each page of ``ui/pages/__init__.py: NAMES`` (the navigation) renders for an admin with no console
+    error, failed request or server error, and every navigation link has an accessible name."""
+    from lockgate.ui.pages import NAMES
+
+    page = ui.page
+    sign_in_with_master_key(page, gateway.url)
+    links = page.get_by_role("navigation", name="Main").get_by_role("link")
+    assert links.count() == len(NAMES)
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    for href in hrefs:
+        answer = page.goto(gateway.url + href)
+        assert answer.status == 200, href
+        page.wait_for_load_state("networkidle")
+        assert page.locator("h1").count() >= 1, href
+        unnamed = page.evaluate(UNNAMED_CONTROLS)
+        assert unnamed == [], (href, unnamed)

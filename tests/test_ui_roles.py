@@ -25,8 +25,9 @@ ADMIN_PASSWORD = "first-admin-pass-1"
 def gateway(mocks, tmp_path_factory):
     gw = start_gateway(gateway_config(mocks), tmp_path_factory.mktemp("ui-roles"),
                        {"UI_USERNAME": "root-admin", "UI_PASSWORD": ADMIN_PASSWORD})
-    with api(gw) as client:  # the UI's first request sets the UI_USERNAME user up
-        assert client.get("/ui/login").status_code == 200
+    with api(gw) as client:
+        admin = client.get("/user/info", params={"user_id": "root-admin"})  # made at start-up
+        assert admin.status_code == 200 and admin.json()["user_info"]["user_role"] == "proxy_admin"
         for user, role in (("alice", "internal_user"), ("bob", "internal_user"), ("vera", "proxy_admin_viewer"),
                            ("tina", "internal_user"), ("rita", "internal_user")):
             made = client.post("/user/new", json={"user_id": user, "user_role": role, "password": f"{user}-password"})
@@ -50,7 +51,8 @@ def sign_in(page, base: str, user: str, password: str, code: str | None = None) 
     page.get_by_label("Password", exact=True).fill(password)
     if code is not None:
         page.get_by_label("One-time code").fill(code)
-    page.get_by_role("button", name="Sign in", exact=True).click()
+    with page.expect_navigation():  # the answer to the POST (a redirect, or the form with its error)
+        page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_the_first_admin_from_ui_username_signs_in_with_a_password(gateway, ui):
@@ -112,6 +114,7 @@ def test_a_local_user_with_totp(gateway, ui):
     page.get_by_role("button", name="Turn on two-factor sign-in").click()
     page.get_by_text("Two-factor sign-in is on.").wait_for()
     page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r".*/ui/login$"))
 
     sign_in(page, gateway.url, "bob", "bob-password")  # no code
     assert page.get_by_role("alert").inner_text() == "Wrong user name, password or one-time code."
@@ -125,6 +128,12 @@ def test_a_local_user_with_totp(gateway, ui):
     page.get_by_label("Current code").fill(next_code(totp))
     page.get_by_role("button", name="Turn off two-factor sign-in").click()
     page.get_by_text("Two-factor sign-in is off.").wait_for()
+    with api(gateway) as client:
+        logs = client.get("/audit/logs", params={"object_id": "bob", "table_name": "users"}).json()
+    actions = [(e["action"], e["changed_by"]) for e in logs["data"]]
+    assert ("totp_enabled", "bob") in actions and ("totp_disabled", "bob") in actions
+    assert ("password_set", "master") in actions  # set through POST /user/new by the master key
+    assert secret not in str(logs)
 
 
 def _make_key_in_ui(page, base: str, alias: str) -> str:

@@ -82,4 +82,5 @@ def ui(browser: object) -> Iterator[WatchedPage]:
     watched = watch(browser)
     yield watched
     watched.context.close()  # type: ignore[attr-defined]
-    assert watched.unexpected() == [], "the browser saw errors"
+    problems = watched.unexpected()
+    assert not problems, "the browser saw errors:\n" + "\n".join(problems)

@@ -238,6 +238,8 @@ class App:
                     started = time.perf_counter()
                     gateway = self.start()
                     await gateway.start()
+                    if gateway.settings.ui and os.environ.get("UI_USERNAME"):  # the UI's first admin (docs/ui.md)
+                        await ui_routes.first_admin(gateway)
                     if gateway.tracing is not None:  # prompt / answer on spans: opted in, never when turned off
                         gateway.tracing.content = (gateway.settings.otel_export_content
                                                    and not gateway.settings.turn_off_message_logging)

@@ -198,16 +198,16 @@ async def user_new(body: UserNew, request: Request, caller: Caller = Depends(aut
         await _store(request).set_members(team_id, [{"user_id": row["user_id"], "role": "member"}], [],
                                           audit_of(request, caller))
     if body.password:
-        await _set_password(request, row["user_id"], body.password)
+        await _set_password(request, caller, row["user_id"], body.password)
     return {**public(row), "teams": list(body.teams or [])}
 
 
-async def _set_password(request: Request, user_id: str, password: str) -> None:
-    """The user's admin-UI password (argon2id, ``ui/credentials.py``); their other UI sessions end."""
+async def _set_password(request: Request, caller: Caller, user_id: str, password: str) -> None:
+    """The user's admin-UI password (argon2id, ``ui/credentials.py``, audited); their UI sessions end."""
     from ..ui import credentials, sessions
 
     gateway = request.app.state.gateway
-    await credentials.set_password(gateway, user_id, password)
+    await credentials.set_password(gateway, user_id, password, audit_of(request, caller))
     await sessions.revoke_user(gateway, user_id)
 
 
@@ -221,7 +221,7 @@ async def user_update(body: UserUpdate, request: Request, caller: Caller = Depen
     row = await _update(request, caller, "user", body.user_id, fields) if fields else \
         await _get(request, "user", body.user_id)
     if body.password:
-        await _set_password(request, body.user_id, body.password)
+        await _set_password(request, caller, body.user_id, body.password)
     return public(row)
 
 

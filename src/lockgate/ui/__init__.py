@@ -34,6 +34,15 @@ def handles(path: str) -> bool:
     return rest == PREFIX or rest.startswith(PREFIX + "/")
 
 
+async def first_admin(gateway: Any) -> None:
+    """At start-up, with ``UI_USERNAME`` / ``UI_PASSWORD`` set: that user is a ``proxy_admin`` with that
+    password (``credentials.ensure_first_admin``; its imports run in a worker thread)."""
+    import importlib
+
+    module = await asyncio.to_thread(importlib.import_module, "lockgate.ui.credentials")
+    await module.ensure_first_admin(gateway)
+
+
 async def load(gateway: Any) -> Any:
     """Import the UI off the event loop, then build it."""
     import importlib

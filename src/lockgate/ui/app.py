@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -217,7 +216,8 @@ class UI:
     async def logout(self, ui: UIRequest) -> Response:
         await sessions.revoke(self.gw, ui.request.cookies.get(sessions.COOKIE))
         response = RedirectResponse(self.site.url("/login"), status_code=303)
-        response.headers.append("set-cookie", sessions.cookie(sessions.COOKIE, "", 0, sessions.is_tls(ui.request.scope)))
+        secure = sessions.is_tls(ui.request.scope)
+        response.headers.append("set-cookie", sessions.cookie(sessions.COOKIE, "", 0, secure))
         return response
 
 
@@ -225,15 +225,11 @@ _NO_PAGE = Page("", "", ())
 
 
 def _sso_configured(gw: Gateway) -> bool:
-    """SSO is on when the SSO module's settings say so (general_settings.sso or the GENERIC_* variables)."""
-    if getattr(gw.settings, "sso", None):
-        return True
-    return bool(os.environ.get("GENERIC_CLIENT_ID") and (os.environ.get("GENERIC_AUTHORIZATION_ENDPOINT")
-                                                          or os.environ.get("GENERIC_ISSUER")))
+    """SSO is on when the SSO module's settings are (general_settings.sso or the GENERIC_* variables)."""
+    return getattr(gw.settings, "sso", None) is not None
 
 
 async def build(gw: Gateway) -> UI:
-    await credentials.ensure_first_admin(gw)
     return UI(gw, load_pages())
 
 

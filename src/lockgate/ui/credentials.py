@@ -2,7 +2,7 @@
 
 A local user is a row of ``users`` (the management API's users) plus a password here; the user name
 at sign-in is the ``user_id``.  ``UI_USERNAME`` / ``UI_PASSWORD`` (LiteLLM's names) create that user as a
-``proxy_admin`` (or set its password again) when the UI is first loaded.  Hashing runs in a worker
+``proxy_admin`` (or set its password again) when the gateway starts.  Hashing runs in a worker
 thread: argon2 costs ~50 ms of CPU by design and must not stall the event loop.
 """
 
@@ -54,7 +54,13 @@ async def get(gw: Gateway, user_id: str) -> UICredential | None:
         return await s.get(UICredential, user_id)
 
 
-async def set_password(gw: Gateway, user_id: str, password: str) -> None:
+async def record(gw: Gateway, user_id: str, action: str, audit: Audit | None) -> None:
+    """An audit record on the user (``password_set``, ``totp_enabled``, ``totp_disabled``): who, when, from where."""
+    if audit is not None and gw.store is not None:
+        await gw.store.update("user", user_id, {}, audit, action=action)
+
+
+async def set_password(gw: Gateway, user_id: str, password: str, audit: Audit | None = None) -> None:
     check_new_password(password)
     hashed = await asyncio.to_thread(PasswordHasher().hash, password)
     assert gw.store is not None
@@ -64,6 +70,7 @@ async def set_password(gw: Gateway, user_id: str, password: str) -> None:
             s.add(UICredential(user_id=user_id, password_hash=hashed, totp_enabled=False))
         else:
             row.password_hash = hashed
+    await record(gw, user_id, "password_set", audit)
 
 
 async def check_password(gw: Gateway, user_id: str, password: str) -> UICredential | None:
@@ -97,7 +104,8 @@ async def totp_begin(gw: Gateway, user_id: str) -> str:
     return secret
 
 
-async def totp_accept(gw: Gateway, user_id: str, code: str, enable: bool = False) -> bool:
+async def totp_accept(gw: Gateway, user_id: str, code: str, enable: bool = False, audit: Audit | None = None
+                      ) -> bool:
     """True when ``code`` is the current code of the user's secret (±30 s) and was not used before."""
     code = code.strip().replace(" ", "")
     if not code.isdigit() or len(code) != 6:
@@ -115,16 +123,21 @@ async def totp_accept(gw: Gateway, user_id: str, code: str, enable: bool = False
                 row.totp_last = step
                 if enable:
                     row.totp_enabled = True
-                return True
-    return False
+                break
+        else:
+            return False
+    if enable:
+        await record(gw, user_id, "totp_enabled", audit)
+    return True
 
 
-async def totp_disable(gw: Gateway, user_id: str) -> None:
+async def totp_disable(gw: Gateway, user_id: str, audit: Audit | None = None) -> None:
     assert gw.store is not None
     async with gw.store.sessions() as s, s.begin():
         row = await s.get(UICredential, user_id)
         if row is not None:
             row.totp_secret, row.totp_enabled, row.totp_last = None, False, None
+    await record(gw, user_id, "totp_disabled", audit)
 
 
 async def ensure_first_admin(gw: Gateway) -> None:
@@ -139,10 +152,14 @@ async def ensure_first_admin(gw: Gateway) -> None:
     audit = Audit(changed_by="UI_USERNAME")
     user = await gw.store.get("user", username)
     if user is None:
-        await gw.store.create("user", {"user_id": username, "user_role": PROXY_ADMIN, "models": [], "metadata": {},
-                                       "blocked": False, "spend": 0.0}, audit)
+        try:
+            await gw.store.create("user", {"user_id": username, "user_role": PROXY_ADMIN, "models": [],
+                                           "metadata": {}, "blocked": False, "spend": 0.0}, audit)
+        except Exception:
+            if await gw.store.get("user", username) is None:  # not another worker starting at the same moment
+                raise
     elif user.get("user_role") != PROXY_ADMIN:
         await gw.store.update("user", username, {"user_role": PROXY_ADMIN}, audit)
     row = await get(gw, username)
     if row is None or not row.password_hash or not await asyncio.to_thread(_verify, row.password_hash, password):
-        await set_password(gw, username, password)
+        await set_password(gw, username, password, audit)

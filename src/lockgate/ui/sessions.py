@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from ..admin.auth import PROXY_ADMIN, Caller
 from ..state import durations
@@ -129,12 +129,6 @@ async def revoke_user(gw: Gateway, user_id: str, keep: str | None = None) -> Non
         if keep is not None:
             stmt = stmt.where(UISession.id != keep)
         await s.execute(stmt)
-
-
-async def count_for(gw: Gateway, user_id: str | None) -> int:
-    assert gw.store is not None
-    async with gw.store.sessions() as s:
-        return len((await s.scalars(select(UISession.id).where(UISession.user_id == user_id))).all())
 
 
 def csrf_ok(session_token: str, presented: str | None) -> bool:

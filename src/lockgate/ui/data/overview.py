@@ -16,6 +16,7 @@ from sqlalchemy import Float, Select, case, cast, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...admin.auth import Caller
+from ...routing.stats import DeploymentStats
 from ...state.models import SpendLog, SpendRollup
 from ...state.rollup import SQLITE_LATENCY_MS
 from ...state.store import SQLStore
@@ -125,10 +126,11 @@ class DeploymentState:
 def deployments(gw: Gateway) -> list[DeploymentState]:
     """Every deployment with its live routing state (in process, no I/O); never credentials."""
     now, mono = time.time(), time.monotonic()
+    known = dict(gw.router.stats.items())  # read, never created here
     out = []
     for group, deps in sorted(gw.groups.items()):
         for dep in deps:
-            s = gw.router.stats[dep.id]
+            s = known.get(dep.id) or DeploymentStats()
             out.append(DeploymentState(
                 group, dep.id, dep.provider, dep.model, s.in_flight,
                 round(s.latency * 1000, 1) if s.latency is not None else None,

@@ -9,7 +9,9 @@ from typing import Any
 from starlette.responses import Response
 
 from ...admin import entities as api
+from ...admin.common import audit_of
 from ...errors import BadRequest, LockgateError
+from ...state import Audit
 from .. import credentials, sessions
 from ..page import Page, Route, UIRequest
 
@@ -32,6 +34,10 @@ async def show(ui: UIRequest) -> Response:
     return ui.render("pages/account.html", **context)
 
 
+def _audit(ui: UIRequest) -> Audit:
+    return audit_of(ui.request, ui.caller)
+
+
 def _user_id(ui: UIRequest) -> str:
     if ui.caller.user_id is None:
         raise BadRequest("signed in with the master key: there is no user account to change")
@@ -47,7 +53,7 @@ async def change_password(ui: UIRequest) -> Response:
             raise BadRequest("the current password is wrong")
         if ui.value("new_password") != ui.value("new_password_again"):
             raise BadRequest("the two new passwords differ")
-        await credentials.set_password(ui.gw, user_id, ui.value("new_password"))
+        await credentials.set_password(ui.gw, user_id, ui.value("new_password"), _audit(ui))
     except LockgateError as err:
         context["error"] = err.message
         return ui.render("pages/account.html", err.status, **context)
@@ -65,7 +71,7 @@ async def totp_begin(ui: UIRequest) -> Response:
 
 async def totp_confirm(ui: UIRequest) -> Response:
     user_id = _user_id(ui)
-    if await credentials.totp_accept(ui.gw, user_id, ui.value("code"), enable=True):
+    if await credentials.totp_accept(ui.gw, user_id, ui.value("code"), enable=True, audit=_audit(ui)):
         return ui.redirect("/account?done=totp-on")
     context = await _context(ui)
     row = await credentials.get(ui.gw, user_id)
@@ -81,7 +87,7 @@ async def totp_disable(ui: UIRequest) -> Response:
         context = await _context(ui)
         context["error"] = "Turning two-factor sign-in off needs a current code."
         return ui.render("pages/account.html", 400, **context)
-    await credentials.totp_disable(ui.gw, user_id)
+    await credentials.totp_disable(ui.gw, user_id, _audit(ui))
     return ui.redirect("/account?done=totp-off")
 
 

@@ -73,7 +73,8 @@ def to_api(values: dict[str, Any]) -> dict[str, Any]:
 async def list_keys(ui: UIRequest) -> Response:
     query = KeyQuery.of(ui.request.query_params)
     rows, total = await page_of_keys(ui.gw, ui.caller, query)
-    context: dict[str, Any] = {"rows": rows, "total": total, "query": query, "page_sizes": PAGE_SIZES, "max_page": MAX_PAGE_SIZE,
+    context: dict[str, Any] = {"rows": rows, "total": total, "query": query, "page_sizes": PAGE_SIZES,
+                               "max_page": MAX_PAGE_SIZE,
                "pages": max(1, -(-total // query.page_size)), "may_create": may_create(ui.caller)}
     if ui.htmx and ui.request.headers.get("hx-target") == "key-results":
         return ui.render("pages/keys_results.html", **context)

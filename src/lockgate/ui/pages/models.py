@@ -24,7 +24,8 @@ def deployments(ui: UIRequest) -> list[dict[str, Any]]:
         for dep in ui.gw.groups[name]:
             info = entry(dep)
             stats = dict(router.stats.items()).get(dep.id)  # never created here: a read
-            price_in, price_out = info["model_info"]["input_cost_per_token"], info["model_info"]["output_cost_per_token"]
+            price_in = info["model_info"]["input_cost_per_token"]
+            price_out = info["model_info"]["output_cost_per_token"]
             out.append({
                 "group": name, "id": dep.id, "provider": dep.provider, "model": dep.model,
                 "api_base": info["litellm_params"].get("api_base") or "(provider default)",

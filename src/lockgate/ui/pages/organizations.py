@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -25,7 +26,8 @@ async def list_orgs(ui: UIRequest) -> Response:
     notice = "The organization was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["organizations"], total=found["total_count"],
                      columns=COLUMNS, current=found["current_page"], pages=found["total_pages"], page_size=size,
-                     noun="organization", link=lambda row: ui.url(f"/organizations/{row['organization_id']}"),
+                     noun="organization",
+                     link=lambda row: ui.url(f"/organizations/{quote(row['organization_id'], safe='')}"),
                      notice=notice, create_url=ui.url("/organizations/new") if ui.caller.is_admin else None,
                      create_label="Create organization")
 

@@ -4,6 +4,7 @@ their roles (add, change, remove), delete: the management API's ``/team/*`` func
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -29,7 +30,7 @@ async def list_teams(ui: UIRequest) -> Response:
     notice = "The team was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["teams"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="team",
-                     link=lambda row: ui.url(f"/teams/{row['team_id']}"), notice=notice,
+                     link=lambda row: ui.url(f"/teams/{quote(row['team_id'], safe='')}"), notice=notice,
                      create_url=ui.url("/teams/new") if ui.caller.is_admin else None, create_label="Create team")
 
 

@@ -4,6 +4,7 @@ delete: the management API's ``/user/*`` functions with the session's caller."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -28,7 +29,7 @@ async def list_users(ui: UIRequest) -> Response:
     notice = "The user was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["users"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="user",
-                     link=lambda row: ui.url(f"/users/{row['user_id']}"), notice=notice,
+                     link=lambda row: ui.url(f"/users/{quote(row['user_id'], safe='')}"), notice=notice,
                      create_url=ui.url("/users/new") if ui.caller.is_admin else None, create_label="Create user")
 
 

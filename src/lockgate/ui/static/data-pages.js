@@ -14,6 +14,15 @@
   // ---------------------------------------------------------------- live tail (logs page)
   var TAIL_KEEP = 200;
 
+  // an ISO time in the UI's time zone, as the page's table shows times (YYYY-MM-DD HH:MM:SS)
+  function localTime(iso, zone) {
+    try {
+      return new Date(iso).toLocaleString("sv-SE", {timeZone: zone || "UTC", hour12: false});
+    } catch (error) {
+      return iso.replace("T", " ").slice(0, 19) + " UTC";
+    }
+  }
+
   function startTail(button) {
     var section = document.getElementById("tail");
     var status = document.getElementById("tail-status");
@@ -33,7 +42,7 @@
     source.addEventListener("row", function (event) {
       var row = JSON.parse(event.data);
       var tr = document.createElement("tr");
-      tr.appendChild(text("td", row.start_time.replace("T", " ").slice(0, 19) + " UTC"));
+      tr.appendChild(text("td", localTime(row.start_time, button.getAttribute("data-timezone"))));
       var idCell = document.createElement("td");
       var open = document.createElement("button");
       open.type = "button";
@@ -113,6 +122,15 @@
   var COLORS = ["#0b5cad", "#b42318", "#1a7f37", "#8250df", "#bf8700", "#0a7ea4", "#cf222e", "#57606a",
                 "#6e40c9", "#953800", "#116329"];
 
+  // small amounts (USD per day of a few requests) keep their digits on the axis
+  function amount(v) {
+    if (v === 0 || v === null) { return "0"; }
+    var size = Math.abs(v);
+    if (size >= 100) { return v.toFixed(0); }
+    if (size >= 0.01) { return v.toFixed(2); }
+    return v.toPrecision(2);
+  }
+
   // <table data-chart="#target" data-chart-title="...">: first column = x (YYYY-MM-DD), every other
   // column with data-series = one line; the table stays as the chart's accessible view
   function drawChart(table) {
@@ -140,7 +158,7 @@
       series: [{}].concat(columns.map(function (col, j) {
         return {label: heads[col].textContent.trim(), stroke: COLORS[j % COLORS.length], width: 2};
       })),
-      axes: [{}, {size: 70}]
+      axes: [{}, {size: 80, values: function (u, values) { return values.map(amount); }}]
     };
     target.textContent = "";
     new window.uPlot(opts, [xs].concat(series), target);
