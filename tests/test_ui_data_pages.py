@@ -11,6 +11,7 @@ import math
 import re
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import openai
@@ -142,7 +143,7 @@ def test_usage_shows_the_spend_and_the_csv_reconciles(gateway, ui, made_key):
 
     with page.expect_download() as info:
         page.get_by_role("link", name="Download CSV").click()
-    text = open(info.value.path(), encoding="utf-8").read()
+    text = Path(info.value.path()).read_text(encoding="utf-8")
     lines = list(csv.DictReader(io.StringIO(text)))
     day_rows = [r for r in lines if r["day"] == today]
     assert sum(int(r["requests"]) for r in day_rows) == len(todays)

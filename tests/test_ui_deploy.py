@@ -186,7 +186,7 @@ def test_the_ui_costs_the_model_routes_nothing_until_it_is_used(tmp_path):
     import sys
 
     done = subprocess.run([sys.executable, "-c", LAZY_CHECK, str(tmp_path / "lazy.db")], capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, cwd=tmp_path)  # (the spend journal goes to the working directory)
     assert done.returncode == 0 and "lazy ok" in done.stdout, done.stdout + done.stderr
 
 
