@@ -4,8 +4,9 @@
     python bench/ui_seed.py postgresql://postgres@127.0.0.1:5432/ui_scale
 
 The schema comes from Lockgate's own migrations (``open_store``); rows go in with the drivers' bulk paths
-(one ``executemany`` transaction on SQLite, ``COPY`` on PostgreSQL), through the ``spend_rollup`` triggers
-(~4 minutes on SQLite, where the trigger runs per row; ~1.5 on PostgreSQL on a 2-core machine).  Rows are spread evenly over the last
+(one ``executemany`` transaction on SQLite, ``COPY`` on PostgreSQL), then ``spend_rollup`` is filled from them
+with the migration's own backfill query (the gateway's spend writer keeps it as it writes; ~1.5 minutes on a
+2-core machine).  Rows are spread evenly over the last
 ``--days`` days (so the 30-day overview reads every row), over 1,000 users, 200 teams, 20 model groups and
 5 tags; 2% are errors.  Deterministic (seeded random), so two runs build the same data.
 """
@@ -21,6 +22,8 @@ import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+
+from lockgate.state import rollup
 
 MODELS = [f"model-{i:02d}" for i in range(20)]
 TAGS = ["prod", "staging", "batch", "chat", "eval"]
@@ -81,6 +84,8 @@ def seed_sqlite(path: str, keys: list[tuple], spend: list[tuple]) -> None:
         conn.executemany(
             f"INSERT INTO spend_logs ({', '.join(SPEND_COLUMNS)}) VALUES ({', '.join('?' * len(SPEND_COLUMNS))})",
             [(*r[:16], sqlite_text(r[16]), sqlite_text(r[17]), r[18]) for r in spend])
+        conn.execute("DELETE FROM spend_rollup")
+        conn.execute(rollup.BACKFILL["sqlite"])
     conn.execute("ANALYZE")
     conn.close()
 
@@ -99,6 +104,8 @@ async def seed_postgres(url: str, keys: list[tuple], spend: list[tuple]) -> None
         await conn.copy_records_to_table(
             "spend_logs", records=[(*r[:16], r[16].replace(tzinfo=None), r[17].replace(tzinfo=None), r[18])
                                    for r in spend], columns=list(SPEND_COLUMNS))
+        await conn.execute("DELETE FROM spend_rollup")
+        await conn.execute(rollup.BACKFILL["postgresql"])
         await conn.execute("VACUUM ANALYZE spend_logs")
         await conn.execute("VACUUM ANALYZE keys")
     finally:

@@ -1,8 +1,10 @@
-"""What migration 0005 (three spend_logs indexes + the spend_rollup trigger) costs the spend writer.
+"""What the admin UI's spend reads (migration 0005: the (user_id, start_time) index and spend_rollup, summed
+by the spend writer per batch) cost the spend writer.
 
     python bench/ui_write_cost.py [--rows 20000] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 
-Builds two fresh databases per backend, one at revision 0004 and one at the head, and applies the same
+Builds two fresh databases per backend at the head revision: ``without`` has the index dropped and the
+writer's rollup sums turned off (what the writer did before 0005), ``with`` is as shipped; applies the same
 records through ``SQLStore.apply_spend`` in the writer's batch sizes (32-row chunks on the embedded SQLite's
 loop path, 500-row batches on PostgreSQL); prints the median wall time and this (the gateway's) process's
 CPU time per record over ``--runs`` interleaved runs.  Each database starts with
@@ -22,7 +24,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from lockgate.governance.types import SpendRecord
-from lockgate.state import migrate
+from sqlalchemy import text
+
+from lockgate.state import migrate, rollup
 from lockgate.state.db import create_engine, normalize_url
 from lockgate.state.store import SQLStore
 from lockgate.state.timetext import utc_text
@@ -40,11 +44,16 @@ def records(n: int, prefix: str) -> list[SpendRecord]:
     return out
 
 
-async def measure(url: str, revision: str, rows: int, batch: int) -> tuple[float, float]:
+async def measure(url: str, ui_reads: bool, rows: int, batch: int) -> tuple[float, float]:
     """(wall µs, this process's CPU µs) per record, applying ``rows`` records onto ``rows`` already there."""
     engine = create_engine(normalize_url(url))
+    batch_sums = rollup.batch
     try:
-        await migrate.run_alembic(engine, revision)
+        await migrate.upgrade(engine)
+        if not ui_reads:
+            async with engine.begin() as conn:
+                await conn.execute(text("DROP INDEX ix_spend_logs_user_id_start_time"))
+            rollup.batch = lambda records: []  # type: ignore[assignment]  # the writer as before 0005
         store = SQLStore(engine)
         warm = records(rows, "warm")
         for i in range(0, len(warm), 500):
@@ -57,6 +66,7 @@ async def measure(url: str, revision: str, rows: int, batch: int) -> tuple[float
         await store.close()
         return wall / len(timed) * 1e6, cpu / len(timed) * 1e6
     finally:
+        rollup.batch = batch_sums
         await engine.dispose()
 
 
@@ -72,16 +82,16 @@ async def main() -> None:
     base = args.postgres.rsplit("/", 1)[0]
     with tempfile.TemporaryDirectory() as tmp:
         for run in range(args.runs):  # interleaved: a loaded machine's drift hits every variant alike
-            for revision in ("0004", "0005"):
-                url = f"sqlite:///{os.path.join(tmp, f'{revision}-{run}.db')}"
-                results.setdefault(f"sqlite     at {revision}", []).append(
-                    await measure(url, revision, args.rows, 32))
+            for ui_reads, label in ((False, "without"), (True, "with   ")):
+                url = f"sqlite:///{os.path.join(tmp, f'{label.strip()}-{run}.db')}"
+                results.setdefault(f"sqlite     {label}", []).append(
+                    await measure(url, ui_reads, args.rows, 32))
                 name = f"ui_cost_{uuid.uuid4().hex[:8]}"
                 admin = await asyncpg.connect(args.postgres)
                 await admin.execute(f'CREATE DATABASE "{name}"')
                 try:
-                    results.setdefault(f"postgresql at {revision}", []).append(
-                        await measure(f"{base}/{name}", revision, args.rows, 500))
+                    results.setdefault(f"postgresql {label}", []).append(
+                        await measure(f"{base}/{name}", ui_reads, args.rows, 500))
                 finally:
                     await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
                     await admin.close()

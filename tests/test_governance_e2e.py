@@ -409,3 +409,25 @@ def test_kill_9_loses_no_spend_record_and_counts_none_twice(env):
     info = httpx.get(restarted.url + "/key/info", headers=ADMIN, params={"key": key}, timeout=10).json()
     spend = (info.get("info") or info)["spend"]
     assert spend == pytest.approx(sum(row["spend"] for row in logs), rel=1e-9)  # nothing counted twice
+
+
+def test_spend_rows_carry_time_to_first_token_and_tags(env):
+    """A streamed answer's row has metadata.ttft_ms; a request's tags (metadata.tags, tags, x-lockgate-tags) are
+    in metadata.tags: the admin UI's overview TTFT and usage by tag read them (ui/data/, state/rollup.py)."""
+    key = gen_key(env.a)
+    streamed = chat(env.a, key, stream=True)
+    assert streamed.status_code == 200 and "data: [DONE]" in streamed.text
+    plain = chat(env.a, key, metadata={"tags": ["team-x", "batch"]}, tags=["extra"])
+    assert plain.status_code == 200
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        rows = {r["request_id"]: r for r in spend_logs(env.a, key)}
+        if len(rows) == 2:
+            break
+        time.sleep(0.2)
+    by_stream = {bool(r["metadata"].get("stream")): r["metadata"] for r in rows.values()}
+    ttft = by_stream[True].get("ttft_ms")
+    assert isinstance(ttft, float | int) and 0 < ttft < 30_000
+    assert "ttft_ms" not in by_stream[False]
+    assert by_stream[False]["tags"] == ["batch", "extra", "team-x"]
+    assert "tags" not in by_stream[True]

@@ -323,8 +323,9 @@ async def test_rollup_follows_inserts_replays_and_deletes(world, store):
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_migration_0005_backfills_the_rollup(backend, tmp_path, world):
-    """A database at 0004 holding spend rows: the upgrade fills spend_rollup from them, then triggers keep it."""
+async def test_migration_0005_backfills_the_rollup(backend, tmp_path, world, monkeypatch):
+    """A database at 0004 holding spend rows: the upgrade fills spend_rollup from them, then the writer keeps it."""
+    from lockgate.state import rollup
     from lockgate.state import migrate
     from lockgate.state.db import create_engine, normalize_url
     from lockgate.state.store import SQLStore
@@ -336,7 +337,9 @@ async def test_migration_0005_backfills_the_rollup(backend, tmp_path, world):
             await migrate.run_alembic(engine, "0004")
             st = SQLStore(engine)
             st._sqlite_spend = None  # the ORM insert path (the file writer needs the current schema)
-            assert await st.apply_spend(world.records[:120]) == 120
+            with monkeypatch.context() as m:
+                m.setattr(rollup, "batch", lambda records: [])  # the writer of 0004: no spend_rollup yet
+                assert await st.apply_spend(world.records[:120]) == 120
             await migrate.upgrade(engine)
             assert await _rollup_matches_spend_logs(engine) == 120
             assert await st.apply_spend(world.records[120:]) == len(world.records) - 120

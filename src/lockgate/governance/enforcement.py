@@ -22,7 +22,6 @@ import math
 import os
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ import orjson
 
 from .. import background
 from ..errors import AuthenticationError, BudgetExceeded, PermissionDenied, RateLimited
+from ..routing.rules import request_tags
 from ..state.counters import (
     BUDGET_KIND,
     PARALLEL_KIND,
@@ -476,17 +476,27 @@ class Governance:
         details = usage.get("prompt_tokens_details")
         end = time()
         end_user = _end_user(ctx)
+        meta: dict[str, Any] | None = None
         if isinstance(p, Principal):
             key = p.key
             api_key, user_id, team_id = None if p.jwt else key.token_hash, key.user_id, key.team_id
             org_id = key.organization_id or (p.organization.id if p.organization else None)
-            metadata = _key_metadata(key.key_alias, ctx.stream)
+            meta = {"stream": ctx.stream, "key_alias": key.key_alias}
         else:
             # no master key: the record's api_key stays NULL, as before
             api_key, user_id, team_id, org_id = self.master_hash, None, None, None
-            metadata = _STREAM_TRUE if ctx.stream else _STREAM_FALSE
+        if ctx.stream and ctx.first_token_at is not None:  # the admin UI's time to first token (spend_rollup)
+            meta = meta or {"stream": True}
+            meta["ttft_ms"] = round((ctx.first_token_at - ctx.started) * 1000, 3)
+        tags = request_tags(ctx) if ("metadata" in ctx.body or "tags" in ctx.body or "x-lockgate-tags" in ctx.headers) \
+            else None
+        if tags:  # the admin UI's usage by tag
+            meta = meta or {"stream": ctx.stream}
+            meta["tags"] = sorted(tags)
         if ctx.guardrails is not None:  # per guardrail: phase, verdict, detections (types, offsets), ms
-            metadata = orjson.dumps({**orjson.loads(metadata), "guardrails": ctx.guardrails.records()}).decode()
+            meta = meta or {"stream": ctx.stream}
+            meta["guardrails"] = ctx.guardrails.records()
+        metadata = orjson.dumps(meta).decode() if meta is not None else _STREAM_TRUE if ctx.stream else _STREAM_FALSE
         return SpendRecord(
             ctx.request_id, api_key, user_id, team_id, org_id,
             end_user if isinstance(end_user, str) and end_user else None,
@@ -611,11 +621,6 @@ def estimate_tokens(body: dict[str, Any]) -> int:
         chars += len(orjson.dumps(body["system"]))
     out = body.get("max_tokens") or body.get("max_completion_tokens") or 0
     return chars // 4 + (out if isinstance(out, int) else 0)
-
-
-@lru_cache(maxsize=4096)
-def _key_metadata(key_alias: str | None, stream: bool) -> str:
-    return orjson.dumps({"stream": stream, "key_alias": key_alias}).decode()
 
 
 def _principal_plan(p: Principal, model: str, now: float) -> tuple[list[Item], int, float, bool]:

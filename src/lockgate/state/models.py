@@ -216,6 +216,9 @@ class UISession(Base):
     csrf: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=_now)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # a master-key session (migration 0007): HMAC-SHA256 of the master key it was opened with, keyed by the
+    # cookie's token (the row alone cannot test guesses of the key); refused once the configured key differs
+    master_key_check: Mapped[str | None] = mapped_column(String(64))
 
 
 class UICredential(Base):
@@ -235,7 +238,7 @@ Index("ix_spend_logs_user_id_start_time", SpendLog.user_id, SpendLog.start_time)
 
 
 class SpendRollup(Base):
-    """spend_logs summed per 15-minute UTC bucket and model group, kept by triggers (state/rollup.py)."""
+    """spend_logs summed per 15-minute UTC bucket and model group, kept by the spend writer (state/rollup.py)."""
 
     __tablename__ = "spend_rollup"
     bucket: Mapped[datetime] = mapped_column(primary_key=True)
@@ -250,4 +253,4 @@ class SpendRollup(Base):
     ttft_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-event.listen(Base.metadata, "after_create", rollup.install)  # its triggers, on a database create_all builds
+event.listen(Base.metadata, "after_create", rollup.install)  # its DELETE trigger, on a database create_all builds

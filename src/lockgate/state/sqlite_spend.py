@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..governance.types import SpendRecord
+from . import rollup
 from .timetext import utc_text
 
 COLUMNS = ("request_id", "api_key", "user_id", "team_id", "organization_id", "end_user", "model_group", "model",
@@ -226,3 +227,5 @@ def _add_totals(conn: sqlite3.Connection, totals: Any, updated_at: dict[str, boo
                      (token_hash, model, amount))
     if totals.total:
         conn.execute("UPDATE proxy_budget SET spend = spend + ?, updated_at = ? WHERE id = 1", (totals.total, now))
+    if totals.buckets:
+        conn.executemany(rollup.UPSERT_SQL, totals.buckets)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..governance.types import Entity, KeyRecord, Limits, Principal, SpendRecord
-from . import durations, migrate, sqlite_spend
+from . import durations, migrate, rollup, sqlite_spend
 from .models import (
     AuditLog,
     Base,
@@ -30,6 +30,7 @@ from .models import (
     Organization,
     ProxyBudget,
     SpendLog,
+    SpendRollup,
     Team,
     TeamMember,
     User,
@@ -145,6 +146,7 @@ class SpendTotals:
     customers: list[str]
     total: float
     now: datetime
+    buckets: list[rollup.Bucket]  # the batch summed for spend_rollup (state/rollup.py)
 
     @classmethod
     def of(cls, new: list[SpendRecord]) -> SpendTotals:
@@ -171,7 +173,7 @@ class SpendTotals:
         entities = sorted((KINDS[kind][0].__tablename__, KINDS[kind][1], ident, amount)
                           for (kind, ident), amount in sums.items())
         return cls(entities, sorted((k, m, a) for (k, m), a in model_sums.items()), sorted(customers), total,
-                   durations.utcnow())
+                   durations.utcnow(), rollup.batch(new))
 
 
 class SQLStore:
@@ -329,6 +331,13 @@ class SQLStore:
             if totals.total:
                 await s.execute(update(ProxyBudget).where(ProxyBudget.id == 1)
                                 .values(spend=ProxyBudget.spend + totals.total))
+            if totals.buckets:
+                stmt = self._insert(SpendRollup).values(
+                    [dict(zip(rollup.COLUMNS, (parse_utc_text(b[0]), *b[1:]), strict=True)) for b in totals.buckets])
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=["bucket", "model_group"],
+                    set_={m: getattr(SpendRollup, m) + getattr(stmt.excluded, m) for m in rollup.MEASURES})
+                await s.execute(stmt)
             return len(new)
 
     async def reset_due_budgets(self, now: datetime) -> int:
