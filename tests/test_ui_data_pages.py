@@ -127,6 +127,71 @@ def test_logs_show_the_sdk_requests_open_a_detail_and_tail_live(gateway, ui, mad
     page.get_by_text("Stopped.").wait_for()
 
 
+# what has the focus: its id, role, accessible name (aria-label, its labels, or its text) and how it shows
+FOCUSED = """() => {
+    const e = document.activeElement;
+    if (!e || e === document.body) return null;
+    const style = getComputedStyle(e), box = e.getBoundingClientRect();
+    const labels = e.labels && e.labels.length ? [...e.labels].map(l => l.textContent.trim()).join(' ') : '';
+    return {id: e.id, tag: e.tagName.toLowerCase(),
+            name: (e.getAttribute('aria-label') || labels || e.textContent || e.title || '').trim(),
+            focusVisible: e.matches(':focus-visible'), outline: style.outlineStyle,
+            outlineWidth: parseFloat(style.outlineWidth) || 0,
+            inView: box.width > 0 && box.height > 0 && box.bottom > 0 && box.top < innerHeight};
+}"""
+
+
+def test_logs_tab_order_reaches_the_toggle_the_filters_and_every_detail_button(gateway, ui, made_key):
+    """Keyboard only: from the top of the logs page, Tab reaches the live-tail toggle, each filter and its
+    button, then every row's detail button, in that order; each shows a visible focus ring (the UI's
+    ``:focus-visible`` outline), is on screen when focused, and has an accessible name."""
+    page = ui.page
+    sign_in(page, gateway.url)
+    page.goto(gateway.url + "/ui/logs")
+    buttons = page.locator("#logs-table tbody button")
+    assert buttons.count() >= 2
+    reached: list[dict] = []
+    for _ in range(150):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(FOCUSED)
+        if focused is None:  # past the last control
+            break
+        if reached and focused["id"] == reached[-1]["id"] and focused["name"] == reached[-1]["name"]:
+            continue  # a date input's day / month / year parts: one control
+        reached.append(focused)
+        if focused["name"] in ("Older requests", "Newest") or focused["id"] == "detail":
+            break
+    for control in reached:
+        assert control["name"], control
+        assert control["focusVisible"] and control["outline"] != "none" and control["outlineWidth"] >= 2, control
+        assert control["inView"], control
+    ids = [c["id"] for c in reached]
+    names = [c["name"] for c in reached]
+    expected = ["tail-toggle", "logs-key", "logs-team", "logs-user", "logs-model", "logs-status", "logs-start",
+                "logs-end"]
+    positions = [ids.index(i) for i in expected]
+    assert positions == sorted(positions) and positions == list(range(positions[0], positions[0] + len(expected)))
+    assert names[positions[-1] + 1] == "Filter"
+    details = [n for n in names if n.startswith("Details of request ")]
+    assert details == [buttons.nth(i).get_attribute("aria-label") for i in range(buttons.count())]
+    assert names.index(details[0]) == positions[-1] + 2  # the rows come right after the filters
+    # the names are the ones assistive technology gets (the browser's own accessible-name computation)
+    assert page.get_by_role("button", name="Start live tail", exact=True).count() == 1
+    for label in ("Key (sk-… or hash)", "Team ID", "User ID", "Model", "Status", "From", "To"):
+        assert page.get_by_label(label, exact=True).count() == 1, label
+    assert page.get_by_role("button", name=details[0], exact=True).count() == 1
+    # and the keyboard works them: the toggle starts and stops the tail, a detail button opens its panel
+    page.locator("#tail-toggle").focus()
+    page.keyboard.press("Enter")
+    page.get_by_text("Connected: new requests appear here.").wait_for()
+    assert page.locator("#tail-toggle").get_attribute("aria-pressed") == "true"
+    page.keyboard.press("Enter")
+    page.get_by_text("Stopped.").wait_for()
+    buttons.first.focus()
+    page.keyboard.press("Space")
+    page.locator("#detail").get_by_text("Request ").first.wait_for()
+
+
 def test_usage_shows_the_spend_and_the_csv_reconciles(gateway, ui, made_key):
     page = ui.page
     sign_in(page, gateway.url)

@@ -209,6 +209,62 @@ def test_a_session_ends_at_ui_session_duration(mocks, tmp_path):
         stop(gw)
 
 
+def test_a_master_key_session_ends_when_the_master_key_changes(mocks, tmp_path):
+    """A session opened with the master key is bound to it: restarted on the same database with the same key
+    the cookie still opens the UI; with another key it opens nothing (the sign-in page), and the new key
+    signs in.  The session's row keeps a check of the key, never the key."""
+    import sqlite3
+
+    cfg = gateway_config(mocks)
+    cfg["general_settings"]["database_url"] = f"sqlite:///{tmp_path / 'ui.db'}"
+
+    def restart(master_key: str, name: str):
+        cfg["general_settings"]["master_key"] = master_key
+        (tmp_path / name).mkdir()
+        return start_gateway(cfg, tmp_path / name)
+
+    gw = restart(MASTER_KEY, "first")
+    try:
+        with httpx.Client(base_url=gw.url, timeout=20) as client:
+            assert master_sign_in(client, gw.url).status_code == 303
+            cookie = client.cookies["lockgate_session"]
+            assert client.get("/ui/keys", follow_redirects=False).status_code == 200
+    finally:
+        stop(gw)
+    with sqlite3.connect(tmp_path / "ui.db") as db:
+        rows = db.execute("SELECT * FROM ui_sessions").fetchall()
+        (check,) = db.execute("SELECT master_key_check FROM ui_sessions WHERE via = 'master_key'").fetchone()
+    assert len(rows) == 1 and re.fullmatch(r"[0-9a-f]{64}", check)
+    assert MASTER_KEY not in str(rows) and cookie not in str(rows)
+
+    gw = restart(MASTER_KEY, "same-key")  # the same key: the session goes on
+    try:
+        with httpx.Client(base_url=gw.url, timeout=20) as client:
+            assert client.get("/ui/keys", cookies={"lockgate_session": cookie},
+                              follow_redirects=False).status_code == 200
+    finally:
+        stop(gw)
+
+    new_key = "sk-test-another-master-key-98765"
+    gw = restart(new_key, "new-key")
+    try:
+        with httpx.Client(base_url=gw.url, timeout=20) as client:
+            for path in ("/ui/keys", "/ui/account", "/ui/"):
+                refused = client.get(path, cookies={"lockgate_session": cookie}, follow_redirects=False)
+                assert refused.status_code == 303 and refused.headers["location"] == "/ui/login", path
+            forged = client.post("/ui/keys/new", cookies={"lockgate_session": cookie}, follow_redirects=False)
+            assert forged.status_code == 303 and forged.headers["location"] == "/ui/login"
+            assert master_sign_in(client, gw.url).status_code == 401  # the old key
+            form = client.get("/ui/login")
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+            signed = client.post("/ui/login", data={"csrf_token": token, "method": "master_key",
+                                                    "master_key": new_key}, follow_redirects=False)
+            assert signed.status_code == 303
+            assert client.get("/ui/keys", follow_redirects=False).status_code == 200
+    finally:
+        stop(gw)
+
+
 def test_ui_settings_are_validated():
     from lockgate import config
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.parse
+import xml.etree.ElementTree as ET
 
 import httpx
 import pyotp
 import pytest
+import segno
 
 from tests import ui_browser
 from tests.conftest import MASTER_KEY, gateway_config, start_gateway
@@ -99,6 +102,32 @@ def next_code(totp: pyotp.TOTP) -> str:
     return totp.now()
 
 
+def qr_modules(src: str) -> list[list[bool]]:
+    """The dark modules of a QR code drawn as segno draws one in SVG (one path: ``M``/``m`` moves, ``h`` runs
+    of dark modules, one module per unit), read back from the ``data:`` URI of the page, quiet zone cut."""
+    prefix = "data:image/svg+xml;charset=utf-8,"
+    assert src.startswith(prefix)
+    svg = urllib.parse.unquote(src[len(prefix):])
+    assert "<script" not in svg and svg.count("<path") == 1
+    root = ET.fromstring(svg)
+    scale, size = int(re.fullmatch(r"scale\((\d+)\)", root[0].get("transform")).group(1)), int(root.get("width"))
+    width = size // scale
+    border = 4
+    grid = [[False] * width for _ in range(width)]
+    x = y = 0.0
+    for op, a, b in re.findall(r"([MmHh])(-?[\d.]+)(?: (-?[\d.]+))?", root[0].get("d")):
+        if op == "M":
+            x, y = float(a), float(b)
+        elif op == "m":
+            x, y = x + float(a), y + float(b)
+        else:
+            for column in range(int(x), int(x + float(a))):
+                grid[int(y)][column] = True
+            x += float(a)
+    assert not any(any(row) for row in grid[:border] + grid[width - border:])  # the quiet zone is light
+    return [row[border:width - border] for row in grid[border:width - border]]
+
+
 def test_a_local_user_with_totp(gateway, ui):
     page = ui.page
     ui.allow(r"status of 401")
@@ -107,7 +136,13 @@ def test_a_local_user_with_totp(gateway, ui):
     page.get_by_role("link", name="My account").click()
     page.get_by_role("button", name="Set up two-factor sign-in").click()
     secret = page.locator("#totp-secret").inner_text()
-    assert page.locator("#totp-uri").inner_text().startswith("otpauth://totp/")
+    uri = page.locator("#totp-uri").inner_text()
+    assert uri.startswith("otpauth://totp/") and f"secret={secret}" in uri
+    # the QR code: an image with a name, drawn (the CSP let its data: URI load), of this very URI
+    qr = page.get_by_role("img", name="QR code of the URI below, to scan with an authenticator app")
+    assert qr.is_visible() and qr.evaluate("img => img.complete && img.naturalWidth") >= 100
+    assert qr_modules(qr.get_attribute("src")) == [[bool(m) for m in row] for row in
+                                                   segno.make(uri, error="m", micro=False).matrix]
     ui.screenshot("account-totp")
     totp = pyotp.TOTP(secret)
     page.get_by_label("Code from the app").fill(totp.now())
@@ -304,3 +339,79 @@ def test_admin_pages_teams_users_organizations_models(gateway, ui):
     ui.screenshot("models")
     page.get_by_role("link", name="My account").click()
     ui.screenshot("account")
+
+
+def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
+    """Team, user and organization ids are one escaped path segment in the UI's URLs (``/`` as ``%2F``): their
+    pages open, edit, add members and delete the right object, even an id ending in ``/delete``."""
+    team_id, user_id, org_id, tricky = "ops/eu west", "eve/ops x", "acme/eu 1", "red/delete"
+    with api(gateway) as client:
+        assert client.post("/user/new", json={"user_id": user_id, "user_role": "internal_user"}).status_code == 200
+        assert client.post("/organization/new", json={"organization_id": org_id,
+                                                      "organization_alias": "Acme EU"}).status_code == 200
+        for team in (team_id, tricky, "gone/soon x"):
+            assert client.post("/team/new", json={"team_id": team}).status_code == 200
+    page = ui.page
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, gateway.url, "root-admin", ADMIN_PASSWORD)
+    page.wait_for_url(re.compile(r".*/ui/keys$"))
+
+    # a team: from the list to its page (the id escaped in the URL), an edit, a member with such an id
+    page.get_by_role("link", name="Teams").click()
+    page.locator("#teams-table").get_by_role("link", name=team_id, exact=True).click()
+    page.wait_for_url(re.compile(r".*/ui/teams/ops%2Feu%20west$"))
+    page.get_by_role("heading", name=f"Team {team_id}").wait_for()
+    page.get_by_label("Max budget (USD)").fill("42")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved.").wait_for()
+    assert page.url.endswith("/ui/teams/ops%2Feu%20west?saved=1")
+    page.get_by_label("User ID").fill(user_id)
+    page.get_by_role("button", name="Add member").click()
+    page.locator("#members-table", has_text=user_id).wait_for()
+    page.get_by_role("button", name=f"Make {user_id} an admin").click()
+    page.get_by_role("button", name=f"Make {user_id} a member").wait_for()
+    with api(gateway) as client:
+        team = client.get("/team/info", params={"team_id": team_id}).json()["team_info"]
+    assert team["max_budget"] == 42
+    assert [(m["user_id"], m["role"]) for m in team["members_with_roles"]] == [(user_id, "admin")]
+
+    # a user: the list, the page, an edit, and the link to the team from there
+    page.get_by_role("link", name="Users").click()
+    page.locator("#users-table").get_by_role("link", name=user_id, exact=True).click()
+    page.wait_for_url(re.compile(r".*/ui/users/eve%2Fops%20x$"))
+    page.get_by_role("heading", name=f"User {user_id}").wait_for()
+    page.get_by_label("Email").fill("eve@example.com")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved.").wait_for()
+    with api(gateway) as client:
+        assert client.get("/user/info", params={"user_id": user_id}).json()["user_info"]["user_email"] \
+            == "eve@example.com"
+    page.get_by_role("link", name=team_id, exact=True).click()
+    page.get_by_role("heading", name=f"Team {team_id}").wait_for()
+    page.get_by_role("button", name=f"Remove {user_id}").click()
+    page.locator("#members-table", has_text="No members.").wait_for()
+
+    # an organization
+    page.get_by_role("link", name="Organizations").click()
+    page.locator("#organizations-table").get_by_role("link", name=org_id, exact=True).click()
+    page.wait_for_url(re.compile(r".*/ui/organizations/acme%2Feu%201$"))
+    page.get_by_label("Max budget (USD)").fill("900")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved.").wait_for()
+
+    # "red/delete" is a team of its own: saving it changes it, and team "red" is left alone
+    page.goto(gateway.url + "/ui/teams/red%2Fdelete")
+    page.get_by_role("heading", name=f"Team {tricky}").wait_for()
+    page.get_by_label("Max budget (USD)").fill("7")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_text("Saved.").wait_for()
+    # and a delete deletes the team of the page
+    page.goto(gateway.url + "/ui/teams/gone%2Fsoon%20x")
+    page.get_by_role("button", name="Delete").click()
+    page.get_by_text("The team was deleted.").wait_for()
+    with api(gateway) as client:
+        assert client.get("/organization/info", params={"organization_id": org_id}).json()["max_budget"] == 900
+        assert client.get("/team/info", params={"team_id": tricky}).json()["team_info"]["max_budget"] == 7
+        red = client.get("/team/info", params={"team_id": "red"})
+        assert red.status_code == 200 and red.json()["team_info"]["max_budget"] != 7
+        assert client.get("/team/info", params={"team_id": "gone/soon x"}).status_code == 404

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import secrets
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 from pydantic import ValidationError
 from starlette.applications import Starlette
@@ -31,6 +32,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("lockgate.ui")
 
 MAX_FORM = 256 * 1024  # a form (the biggest: a key with its metadata JSON)
+
+
+_KEPT_ESCAPED = re.compile(r"(%2[fF]|%25)")
+
+
+def routed_path(scope: Scope) -> str:
+    """The path the UI routes on: the request's path as sent (``raw_path``) decoded, except ``%2F`` and
+    ``%25``, which stay escaped so that an id holding ``/`` (written by ``page.segment``) stays one path
+    parameter; ``UIRequest.param`` decodes it.  (The ASGI server's ``path`` has them decoded already.)"""
+    raw = scope.get("raw_path")
+    if not raw:
+        return str(scope["path"])
+    pieces = _KEPT_ESCAPED.split(raw.decode("latin-1"))
+    return "".join(piece.upper() if i % 2 else unquote(piece) for i, piece in enumerate(pieces))
 
 
 class FormTooLarge(LockgateError):
@@ -77,9 +92,10 @@ class UI:
         self.app.state.gateway = gw  # the management API's functions read it from request.app.state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
+        path, raw = routed_path(scope), scope.get("raw_path") or scope["path"].encode()
         if self.root and path.startswith(self.root + "/ui"):
-            scope = {**scope, "path": path[len(self.root):], "raw_path": path[len(self.root):].encode()}
+            path, raw = path[len(self.root):], raw[len(self.root.encode()):]
+        scope = {**scope, "path": path, "raw_path": raw}
 
         async def secured(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":

@@ -5,7 +5,10 @@ The cookie holds a random token (256 bits); the database keeps only its sha256, 
 opens no session.  Each session has its own CSRF token, sent back by every mutation: in the
 ``X-CSRF-Token`` header (htmx requests, set by ``static/ui.js`` from a ``<meta>`` tag) or in the
 ``csrf_token`` field of a form.  Sessions end at ``general_settings.ui_session_duration`` (12h by
-default) or when their user signs out (the row is deleted: the cookie opens nothing afterwards).
+default) or when their user signs out (the row is deleted: the cookie opens nothing afterwards).  A
+session opened with the master key is bound to that key: its row keeps an HMAC of the key keyed by the
+cookie's token (never the key; the row alone cannot test guesses of it), and once the configured master
+key differs (rotated, or removed) the cookie opens nothing.
 
 ``Secure`` is added when the request came over TLS, as the ASGI server reports it (``scope["scheme"]``):
 uvicorn takes ``X-Forwarded-Proto`` / ``X-Forwarded-For`` only from the addresses in
@@ -63,6 +66,17 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _master_key_check(token: str, master_key: str) -> str:
+    """What binds a master-key session to the key it was opened with (see the module's docstring)."""
+    return hmac.new(token.encode(), b"lockgate-ui-master-key\0" + master_key.encode(), hashlib.sha256).hexdigest()
+
+
+def _master_key_matches(gw: Gateway, token: str, check: str | None) -> bool:
+    master = gw.settings.master_key
+    return master is not None and check is not None \
+        and hmac.compare_digest(_master_key_check(token, master).encode(), check.encode())
+
+
 def cookie_path() -> str:
     return f"{root_path()}/ui"
 
@@ -92,15 +106,20 @@ async def open_session(gw: Gateway, *, user_id: str | None, role: str, via: str,
     token = secrets.token_urlsafe(32)
     now = datetime.now(UTC)
     expires = _lifetime(gw, now)
+    check = None
+    if via == "master_key":
+        assert gw.settings.master_key is not None
+        check = _master_key_check(token, gw.settings.master_key)
     async with gw.store.sessions() as s, s.begin():
         await s.execute(delete(UISession).where(UISession.expires_at < now))  # indexed: the expired few
         s.add(UISession(id=_digest(token), user_id=user_id, role=role, via=via, csrf=secrets.token_urlsafe(32),
-                        created_at=now, expires_at=expires))
+                        master_key_check=check, created_at=now, expires_at=expires))
     return cookie(COOKIE, token, int((expires - now).total_seconds()), secure)
 
 
 async def find(gw: Gateway, token: str | None) -> Session | None:
-    """The live session of a cookie's token (None when unknown, revoked or expired)."""
+    """The live session of a cookie's token (None when unknown, revoked or expired, or opened with a master
+    key that is no longer the configured one)."""
     if not token or len(token) > 128 or gw.store is None:
         return None
     async with gw.store.sessions() as s:
@@ -110,6 +129,9 @@ async def find(gw: Gateway, token: str | None) -> Session | None:
         if row.expires_at <= datetime.now(UTC):
             await s.delete(row)
             await s.commit()
+            return None
+        # the row stays: an instance still configured with the old key (a rolling change) may honour it
+        if row.via == "master_key" and not _master_key_matches(gw, token, row.master_key_check):
             return None
         return Session(row.id, row.user_id, row.role, row.via, row.csrf, row.expires_at)
 

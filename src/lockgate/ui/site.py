@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.responses import HTMLResponse
 
+from .page import segment
+
 if TYPE_CHECKING:
     from .page import Page
 
@@ -51,6 +53,7 @@ class Site:
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(url=self.url, static=self.static_url, site=self)
+        self.env.filters["segment"] = segment  # an id in a URL path: {{ url('/teams/' ~ id|segment) }}
 
     def url(self, path: str = "") -> str:
         return f"{self.root}/ui{path}"

@@ -1,6 +1,6 @@
 """The signed-in user's own page: who they are, their spend, a new password, and two-factor sign-in
-(TOTP: the secret and its ``otpauth://`` URI to type or paste into an authenticator app, confirmed by a
-first code; from then on the sign-in asks for a code)."""
+(TOTP: a QR code of its ``otpauth://`` URI to scan, and the secret and the URI to type or paste into an
+authenticator app, confirmed by a first code; from then on the sign-in asks for a code)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ async def _context(ui: UIRequest) -> dict[str, Any]:
         user = await api.user_info(ui.request, user_id=ui.caller.user_id, caller=ui.caller)
         row = await credentials.get(ui.gw, ui.caller.user_id)
         totp = bool(row is not None and row.totp_enabled)
-    return {"user": user, "totp_enabled": totp, "secret": None, "uri": None, "error": None, "notice": None}
+    return {"user": user, "totp_enabled": totp, "secret": None, "uri": None, "qr": None, "error": None,
+            "notice": None}
 
 
 async def show(ui: UIRequest) -> Response:
@@ -65,7 +66,8 @@ async def totp_begin(ui: UIRequest) -> Response:
     user_id = _user_id(ui)
     context = await _context(ui)
     secret = await credentials.totp_begin(ui.gw, user_id)
-    context.update(secret=secret, uri=credentials.totp_uri(secret, user_id), totp_enabled=False)
+    uri = credentials.totp_uri(secret, user_id)
+    context.update(secret=secret, uri=uri, qr=credentials.totp_qr(uri), totp_enabled=False)
     return ui.render("pages/account.html", **context)
 
 
@@ -76,7 +78,8 @@ async def totp_confirm(ui: UIRequest) -> Response:
     context = await _context(ui)
     row = await credentials.get(ui.gw, user_id)
     if row is not None and row.totp_secret and not row.totp_enabled:
-        context.update(secret=row.totp_secret, uri=credentials.totp_uri(row.totp_secret, user_id))
+        uri = credentials.totp_uri(row.totp_secret, user_id)
+        context.update(secret=row.totp_secret, uri=uri, qr=credentials.totp_qr(uri))
     context["error"] = "That code is not the current one: check the app's clock and try the next code."
     return ui.render("pages/account.html", 400, **context)
 

@@ -109,7 +109,7 @@ def _form_error(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | 
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    token = ui.request.path_params["token"]
+    token = ui.param("token")
     info = await api.key_info(ui.request, key=token, caller=ui.caller)  # the API's read check
     if info["key"] != token:
         raise NotFound("key not found", code="key_not_found")

@@ -40,7 +40,7 @@ async def list_logs(ui: UIRequest) -> Response:
 
 async def detail(ui: UIRequest) -> Response:
     assert ui.gw.store is not None
-    request_id = ui.request.path_params["request_id"]
+    request_id = ui.param("request_id")
     row = await logs.detail(ui.gw.store, ui.caller, request_id)
     if row is None:
         raise NotFound(f"no request {request_id} you may read (a request just answered takes a moment to be written)")

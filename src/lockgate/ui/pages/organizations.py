@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -12,7 +11,7 @@ from ...admin import entities as api
 from ...admin.schemas import OrgDelete, OrgNew, OrgUpdate
 from ...errors import LockgateError
 from .. import crud, forms
-from ..page import Page, Route, UIRequest, readers
+from ..page import Page, Route, UIRequest, readers, segment
 
 COLUMNS = (crud.Column("Organization ID", "organization_id"), crud.Column("Name", "organization_alias"),
            crud.Column("Spend (USD)", "spend"), crud.Column("Max budget", "max_budget"),
@@ -27,18 +26,19 @@ async def list_orgs(ui: UIRequest) -> Response:
     return ui.render("pages/entity_list.html", rows=found["organizations"], total=found["total_count"],
                      columns=COLUMNS, current=found["current_page"], pages=found["total_pages"], page_size=size,
                      noun="organization",
-                     link=lambda row: ui.url(f"/organizations/{quote(row['organization_id'], safe='')}"),
+                     link=lambda row: ui.url(f"/organizations/{segment(row['organization_id'])}"),
                      notice=notice, create_url=ui.url("/organizations/new") if ui.caller.is_admin else None,
                      create_label="Create organization")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["organization_id"] if row else None
+    path = f"/organizations/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"Organization {row.get('organization_alias') or ident}" if row else "Create an organization",
-            "action": ui.url(f"/organizations/{ident}" if ident else "/organizations/new"),
+            "action": ui.url(path or "/organizations/new"),
             "submit_label": "Save changes" if row else "Create organization",
-            "delete_url": ui.url(f"/organizations/{ident}/delete") if ident else None,
+            "delete_url": ui.url(f"{path}/delete") if path else None,
             "back_url": ui.url("/organizations"), "row": row, **extra}
 
 
@@ -54,11 +54,11 @@ async def create_org(ui: UIRequest) -> Response:
         created = await api.org_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/organizations/{created['organization_id']}?created=1")
+    return ui.redirect(f"/organizations/{segment(created['organization_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.org_info(ui.request, organization_id=ui.request.path_params["org_id"], caller=ui.caller)
+    info = await api.org_info(ui.request, organization_id=ui.param("org_id"), caller=ui.caller)
     return info
 
 
@@ -77,11 +77,11 @@ async def update_org(ui: UIRequest) -> Response:
         await api.org_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/organizations/{row['organization_id']}?saved=1")
+    return ui.redirect(f"/organizations/{segment(row['organization_id'])}?saved=1")
 
 
 async def delete_org(ui: UIRequest) -> Response:
-    org_id = ui.request.path_params["org_id"]
+    org_id = ui.param("org_id")
     await api.org_delete(OrgDelete(organization_ids=[org_id]), ui.request, ui.caller)
     return ui.redirect("/organizations?deleted=1")
 

@@ -4,7 +4,6 @@ their roles (add, change, remove), delete: the management API's ``/team/*`` func
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -14,7 +13,7 @@ from ...admin.auth import TEAM_ROLES
 from ...admin.schemas import Member, MemberAdd, MemberDelete, TeamDelete, TeamNew, TeamUpdate
 from ...errors import LockgateError
 from .. import crud, forms
-from ..page import Page, Route, UIRequest
+from ..page import Page, Route, UIRequest, segment
 
 COLUMNS = (crud.Column("Team ID", "team_id"), crud.Column("Name", "team_alias"),
            crud.Column("Organization", "organization_id"), crud.Column("Spend (USD)", "spend"),
@@ -30,17 +29,18 @@ async def list_teams(ui: UIRequest) -> Response:
     notice = "The team was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["teams"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="team",
-                     link=lambda row: ui.url(f"/teams/{quote(row['team_id'], safe='')}"), notice=notice,
+                     link=lambda row: ui.url(f"/teams/{segment(row['team_id'])}"), notice=notice,
                      create_url=ui.url("/teams/new") if ui.caller.is_admin else None, create_label="Create team")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["team_id"] if row else None
+    path = f"/teams/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"Team {row.get('team_alias') or ident}" if row else "Create a team",
-            "action": ui.url(f"/teams/{ident}" if ident else "/teams/new"),
+            "action": ui.url(path or "/teams/new"),
             "submit_label": "Save changes" if row else "Create team",
-            "delete_url": ui.url(f"/teams/{ident}/delete") if ident else None,
+            "delete_url": ui.url(f"{path}/delete") if path else None,
             "back_url": ui.url("/teams"), "row": row, "team_roles": TEAM_ROLES,
             "manages_members": row is not None and (ui.caller.is_admin or ui.caller.team_admin_of(ident)), **extra}
 
@@ -57,11 +57,11 @@ async def create_team(ui: UIRequest) -> Response:
         created = await api.team_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/teams/{created['team_id']}?created=1")
+    return ui.redirect(f"/teams/{segment(created['team_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.team_info(ui.request, team_id=ui.request.path_params["team_id"], caller=ui.caller)
+    info = await api.team_info(ui.request, team_id=ui.param("team_id"), caller=ui.caller)
     row: dict[str, Any] = {**info["team_info"], "_keys": len(info["keys"])}
     return row
 
@@ -81,11 +81,11 @@ async def update_team(ui: UIRequest) -> Response:
         await api.team_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/team_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/teams/{row['team_id']}?saved=1")
+    return ui.redirect(f"/teams/{segment(row['team_id'])}?saved=1")
 
 
 async def add_member(ui: UIRequest) -> Response:
-    team_id = ui.request.path_params["team_id"]
+    team_id = ui.param("team_id")
     try:
         member = Member(user_id=ui.value("user_id"), role=ui.value("role") or "member")
         await api.member_add(MemberAdd(team_id=team_id, member=member), ui.request, ui.caller)
@@ -93,17 +93,17 @@ async def add_member(ui: UIRequest) -> Response:
         return await show_team(ui, forms.validation_message(exc), 400)
     except LockgateError as exc:
         return await show_team(ui, exc.message, exc.status)
-    return ui.redirect(f"/teams/{team_id}?saved=1")
+    return ui.redirect(f"/teams/{segment(team_id)}?saved=1")
 
 
 async def remove_member(ui: UIRequest) -> Response:
-    team_id = ui.request.path_params["team_id"]
+    team_id = ui.param("team_id")
     await api.member_delete(MemberDelete(team_id=team_id, user_id=ui.value("user_id")), ui.request, ui.caller)
-    return ui.redirect(f"/teams/{team_id}?saved=1")
+    return ui.redirect(f"/teams/{segment(team_id)}?saved=1")
 
 
 async def delete_team(ui: UIRequest) -> Response:
-    await api.team_delete(TeamDelete(team_ids=[ui.request.path_params["team_id"]]), ui.request, ui.caller)
+    await api.team_delete(TeamDelete(team_ids=[ui.param("team_id")]), ui.request, ui.caller)
     return ui.redirect("/teams?deleted=1")
 
 

@@ -4,7 +4,6 @@ delete: the management API's ``/user/*`` functions with the session's caller."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from pydantic import ValidationError
 from starlette.responses import Response
@@ -13,7 +12,7 @@ from ...admin import entities as api
 from ...admin.schemas import UserDelete, UserNew, UserUpdate
 from ...errors import LockgateError
 from .. import crud, forms
-from ..page import Page, Route, UIRequest, readers
+from ..page import Page, Route, UIRequest, readers, segment
 
 COLUMNS = (crud.Column("User ID", "user_id"), crud.Column("Email", "user_email"), crud.Column("Name", "user_alias"),
            crud.Column("Role", "user_role"), crud.Column("Spend (USD)", "spend"),
@@ -29,17 +28,18 @@ async def list_users(ui: UIRequest) -> Response:
     notice = "The user was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["users"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="user",
-                     link=lambda row: ui.url(f"/users/{quote(row['user_id'], safe='')}"), notice=notice,
+                     link=lambda row: ui.url(f"/users/{segment(row['user_id'])}"), notice=notice,
                      create_url=ui.url("/users/new") if ui.caller.is_admin else None, create_label="Create user")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["user_id"] if row else None
+    path = f"/users/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"User {ident}" if ident else "Create a user",
-            "action": ui.url(f"/users/{ident}" if ident else "/users/new"),
+            "action": ui.url(path or "/users/new"),
             "submit_label": "Save changes" if row else "Create user",
-            "delete_url": ui.url(f"/users/{ident}/delete") if ident else None,
+            "delete_url": ui.url(f"{path}/delete") if path else None,
             "back_url": ui.url("/users"), "row": row, **extra}
 
 
@@ -55,11 +55,11 @@ async def create_user(ui: UIRequest) -> Response:
         created = await api.user_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/users/{created['user_id']}?created=1")
+    return ui.redirect(f"/users/{segment(created['user_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.user_info(ui.request, user_id=ui.request.path_params["user_id"], caller=ui.caller)
+    info = await api.user_info(ui.request, user_id=ui.param("user_id"), caller=ui.caller)
     return {**info["user_info"], "_teams": info["teams"], "_keys": len(info["keys"])}
 
 
@@ -78,11 +78,11 @@ async def update_user(ui: UIRequest) -> Response:
         await api.user_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/user_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/users/{row['user_id']}?saved=1")
+    return ui.redirect(f"/users/{segment(row['user_id'])}?saved=1")
 
 
 async def delete_user(ui: UIRequest) -> Response:
-    await api.user_delete(UserDelete(user_ids=[ui.request.path_params["user_id"]]), ui.request, ui.caller)
+    await api.user_delete(UserDelete(user_ids=[ui.param("user_id")]), ui.request, ui.caller)
     return ui.redirect("/users?deleted=1")
 
 
