@@ -37,6 +37,9 @@ def config(mocks, extra_general=None, governance=None) -> dict:
          "model_info": priced},
         {"model_name": "slow-mock", "litellm_params": {"model": "mock/slow", "mock_response": "slow answer",
                                                        "mock_latency_ms": 400}, "model_info": priced},
+        # long enough that six requests overlap even on a loaded machine (the parallel-slot test)
+        {"model_name": "slower-mock", "litellm_params": {"model": "mock/slower", "mock_response": "slower answer",
+                                                         "mock_latency_ms": 1500}, "model_info": priced},
     ]
     cfg["general_settings"].update(extra_general or {})
     cfg["lockgate_settings"] = {"governance": {"budget_reset_interval": 1, **(governance or {})}}
@@ -189,13 +192,13 @@ def test_parallel_limit_and_release(env):
     key = gen_key(env.a, max_parallel_requests=2)
     targets = [env.a, env.b] * 3
     with ThreadPoolExecutor(6) as pool:
-        responses = list(pool.map(lambda gw: chat(gw, key, "slow-mock"), targets))
+        responses = list(pool.map(lambda gw: chat(gw, key, "slower-mock"), targets))
     assert sorted(r.status_code for r in responses) == [200, 200, 429, 429, 429, 429]
     assert any("key parallel request limit" in r.json()["error"]["message"]
                for r in responses if r.status_code == 429)
     # released at the end: the next two run again
     with ThreadPoolExecutor(2) as pool:
-        again = list(pool.map(lambda gw: chat(gw, key, "slow-mock"), [env.a, env.b]))
+        again = list(pool.map(lambda gw: chat(gw, key, "slower-mock"), [env.a, env.b]))
     assert [r.status_code for r in again] == [200, 200]
 
 
