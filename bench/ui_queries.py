@@ -4,7 +4,8 @@
     python bench/ui_queries.py postgresql://postgres@127.0.0.1:5432/ui_scale
 
 Prints the median of ``--runs`` runs of each query (after one warm-up run), as an admin and as an internal
-user (user-5: 1/1000 of the rows), the page a browser would load.
+user (user-5: 1/1000 of the rows), the page a browser would load.  ``--raw``: breakdowns by key, team, user
+and tag ignore ``spend_daily`` (what they cost before it, for a ratio on the same machine and data).
 """
 
 from __future__ import annotations
@@ -38,7 +39,16 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tz", default="Europe/Paris")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this")
+    parser.add_argument("--raw", action="store_true",
+                        help="ignore spend_daily: breakdowns by key, team, user and tag read every spend row")
     args = parser.parse_args()
+    if args.raw:
+        from lockgate.ui.data import daily
+
+        async def nothing_stored(*_args: Any, **_kw: Any) -> set[str]:
+            return set()
+
+        daily.trusted_days = nothing_stored  # type: ignore[assignment]
 
     from lockgate.state import open_store
 
@@ -74,6 +84,8 @@ async def main() -> None:
                     store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "team")),
                 "usage 7 days, by user": lambda c=caller: usage.usage(
                     store, c, usage.UsageQuery(today - timedelta(days=6), today, tz, "user")),
+                "usage 30 days, by user": lambda c=caller: usage.usage(
+                    store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "user")),
                 "usage 30 days, by model": lambda c=caller: usage.usage(
                     store, c, usage.UsageQuery(today - timedelta(days=29), today, tz, "model")),
                 "usage 30 days, by tag": lambda c=caller: usage.usage(

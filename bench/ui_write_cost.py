@@ -22,10 +22,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import orjson
-
-from lockgate.governance.types import SpendRecord
 from sqlalchemy import text
 
+from lockgate.governance.types import SpendRecord
 from lockgate.state import migrate, rollup
 from lockgate.state.db import create_engine, normalize_url
 from lockgate.state.store import SQLStore

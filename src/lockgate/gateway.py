@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .stages.cache import CacheStage
     from .stages.guardrails import GuardrailStage
     from .state import SQLStore
+    from .ui.data.daily import DailyJob
 
 RequestHook = Callable[["Gateway", "RequestContext"], Awaitable[None]]
 ErrorHook = Callable[["Gateway", "RequestContext", "Exception | None"], Awaitable[None]]
@@ -78,6 +79,7 @@ class Gateway:
         self.tracing: Tracing | None = None  # OpenTelemetry traces (litellm_settings.callbacks: otel), in start()
         self.plugins: Plugins | None = None  # lockgate.plugins.Plugins when callbacks are configured, loaded in start()
         self.alerts: Alerts | None = None  # lockgate.alerts.Alerts when general_settings.alerting is set (start())
+        self.daily: DailyJob | None = None  # the UI's closed days of spend (ui/data/daily.py), when the UI is on
         # awaited as listener(kind, id) after a management change ("key", "user", "team", ...)
         self.change_listeners: list[Callable[[str, str], Any]] = []
         self.store: SQLStore | None = None  # lockgate.state.SQLStore, opened in start()
@@ -131,8 +133,15 @@ class Gateway:
 
             self.alerts = Alerts(self, self.settings.alerts)
             await self.alerts.start()
+        if self.settings.ui and self.store is not None:  # the usage page's closed days: else nothing runs
+            from .ui.data import daily, zones
+
+            self.daily = daily.DailyJob(self.store, zones.zone(self.settings.ui_timezone))
+            self.daily.start()
 
     async def close(self) -> None:
+        if self.daily is not None:
+            await self.daily.close()
         if self.alerts is not None:
             await self.alerts.close()  # queued alerts get 2 s to go out
         for stage in self.before_stages:

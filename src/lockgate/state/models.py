@@ -253,4 +253,21 @@ class SpendRollup(Base):
     ttft_count: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SpendDaily(Base):
+    """Closed local days of spend_logs summed per timezone, dimension and value, for the admin UI's usage by
+    key, team, user or tag (ui/data/daily.py materialises them off the request path; dimension ``day`` with
+    value ``''`` holds the day's totals, which the readers compare with spend_rollup before trusting a day)."""
+
+    __tablename__ = "spend_daily"
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)  # the IANA zone the days are counted in
+    dimension: Mapped[str] = mapped_column(String(8), primary_key=True)  # day | key | team | user | tag
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # the local date, YYYY-MM-DD
+    value: Mapped[str] = mapped_column(Text, primary_key=True)  # token hash, team id, user id or tag
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend: Mapped[float] = mapped_column(Float, default=0.0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 event.listen(Base.metadata, "after_create", rollup.install)  # its DELETE trigger, on a database create_all builds

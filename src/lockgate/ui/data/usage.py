@@ -4,7 +4,9 @@ model or tag; a CSV export streamed from a server-side cursor.
 Day totals are sums of the ``spend_logs`` rows whose ``start_time`` falls in the local day's UTC interval,
 so for every day they equal the sum of ``/spend/logs?start_date=<day start>&end_date=<day end>`` (the
 intervals come from ``zones.day_range``).  Rows by tag: each tag of ``metadata.tags`` counts the row once
-(a row with two tags is in both; a row with none in no tag group).
+(a row with two tags is in both; a row with none in no tag group).  For readers of every row, breakdowns by
+key, team, user or tag read each closed day from ``spend_daily`` when it holds that day completely (its
+totals equal spend_rollup's; ``daily.py``) and every other day from ``spend_logs``: the same results.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select, union_all
 from sqlalchemy.sql.elements import ColumnElement
 
 from ...admin.auth import Caller
 from ...errors import BadRequest
-from ...state.models import Key, SpendLog, SpendRollup
+from ...state.models import Key, SpendDaily, SpendLog, SpendRollup
 from ...state.store import SQLStore
-from . import zones
+from . import daily, zones
 from .scope import spend_conditions
 
 DIMENSIONS = ("key", "team", "user", "model", "tag")
@@ -107,7 +109,8 @@ class _Plan:
         self.dialect = store.dialect
         time_column = SpendRollup.bucket if self.rolled else SpendLog.start_time
         self.day = zones.local_day(time_column, store.dialect, q.tz, self.start, self.end).label("day")
-        self.where = [*([] if self.rolled else spend_conditions(caller)),
+        self.visible = [] if self.rolled else spend_conditions(caller)
+        self.where = [*self.visible,
                       time_column >= self.start.replace(tzinfo=None), time_column < self.end.replace(tzinfo=None)]
 
     @property
@@ -138,11 +141,13 @@ class _Plan:
                   "model": SpendLog.model_group}[name]
         return column.expression, None
 
-    def select(self, *columns: ColumnElement[Any], extra: Any = None) -> Select[Any]:
+    def select(self, *columns: ColumnElement[Any], extra: Any = None,
+               rows: ColumnElement[bool] | None = None) -> Select[Any]:
+        """``rows``: the spend_logs time condition instead of the whole range (some of its days only)."""
         stmt = select(*columns, *self.measures).select_from(SpendRollup if self.rolled else SpendLog)
         if extra is not None:
             stmt = stmt.join(extra, _true())
-        return stmt.where(*self.where)
+        return stmt.where(*self.where) if rows is None else stmt.where(*self.visible, rows)
 
 
 def _true() -> ColumnElement[bool]:
@@ -163,15 +168,23 @@ async def usage(store: SQLStore, caller: Caller, q: UsageQuery, top: int = TOP) 
         if q.group_by is not None:
             plan = _Plan(store, caller, q, rolled=q.group_by == "model")
             column, extra = plan.dimension(q.group_by)
-            stmt = plan.select(column, extra=extra).where(column.is_not(None)).group_by(column)
-            ranked = (await s.execute(stmt.order_by(plan.spend.desc(), column).limit(top))).all()
-            groups = [Group(str(r[0]), str(r[0]), _totals(r[1:])) for r in ranked]
-            if groups:
-                ids = [g.id for g in groups]
-                per_day = plan.select(plan.day, column, extra=extra).where(column.in_(ids)).group_by(plan.day, column)
-                by_id = {g.id: g for g in groups}
-                for row in (await s.execute(per_day)).all():
-                    by_id[str(row[1])].days[row[0]] = _totals(row[2:])
+            stored: set[str] = set()
+            if q.group_by in daily.DIMENSIONS and caller.reads_all:  # closed days from spend_daily
+                exact = {d: (t.requests, t.spend, t.prompt_tokens, t.completion_tokens) for d, t in days.items()}
+                stored = await daily.trusted_days(s, store.dialect, q.tz, q.days, exact)
+            if stored:
+                groups = await _groups_stored(s, plan, q, column, extra, stored, top)
+            else:
+                stmt = plan.select(column, extra=extra).where(column.is_not(None)).group_by(column)
+                ranked = (await s.execute(stmt.order_by(plan.spend.desc(), column).limit(top))).all()
+                groups = [Group(str(r[0]), str(r[0]), _totals(r[1:])) for r in ranked]
+                if groups:
+                    ids = [g.id for g in groups]
+                    per_day = (plan.select(plan.day, column, extra=extra).where(column.in_(ids))
+                               .group_by(plan.day, column))
+                    by_id = {g.id: g for g in groups}
+                    for row in (await s.execute(per_day)).all():
+                        by_id[str(row[1])].days[row[0]] = _totals(row[2:])
             if q.group_by == "key" and groups:
                 await _label_keys(s, groups)
     if q.group_by is not None and q.group_by != "tag":
@@ -179,6 +192,65 @@ async def usage(store: SQLStore, caller: Caller, q: UsageQuery, top: int = TOP) 
         if other.total.requests:
             groups.append(other)
     return Usage(q, days, groups)
+
+
+def _raw_days(plan: _Plan, q: UsageQuery, stored: set[str]) -> ColumnElement[bool] | None:
+    """The spend_logs rows of the days of ``q`` not read from spend_daily (runs of days, one interval each);
+    None when every day is stored."""
+    runs: list[list[date]] = []
+    for text_day in q.days:
+        if text_day in stored:
+            continue
+        d = date.fromisoformat(text_day)
+        if runs and runs[-1][1] + timedelta(days=1) == d:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    if not runs:
+        return None
+    conditions = []
+    for first, last in runs:
+        lo, hi = zones.day_range(first, last, q.tz)
+        conditions.append(and_(SpendLog.start_time >= lo.replace(tzinfo=None), SpendLog.start_time < hi.replace(tzinfo=None)))
+    return conditions[0] if len(conditions) == 1 else or_(*conditions)
+
+
+async def _groups_stored(s: Any, plan: _Plan, q: UsageQuery, column: ColumnElement[Any], extra: Any,
+                         stored: set[str], top: int) -> list[Group]:
+    """The top groups by spend and their days: the ``stored`` (closed, complete) days from spend_daily, the
+    others from spend_logs; each day from exactly one of them (ui/data/daily.py).  The ranking reads the
+    spend alone (the narrowest sort of the stored rows); a group's totals are the sums of its days."""
+    raw_days = _raw_days(plan, q, stored)
+    mine = [SpendDaily.tz == daily.tz_name(q.tz), SpendDaily.dimension == q.group_by,
+            SpendDaily.day.in_(sorted(stored))]
+    stored_part: Any = select(SpendDaily.value.label("value"), SpendDaily.spend.label("spend")).where(*mine)
+    if raw_days is not None:  # the columns of the union are named after the first part's
+        raw: Any = (select(column, func.sum(SpendLog.spend)).select_from(SpendLog)
+                    .where(*plan.visible, raw_days, column.is_not(None)).group_by(column))
+        if extra is not None:
+            raw = raw.join(extra, _true())
+        both = union_all(stored_part, raw).subquery()
+    else:
+        both = stored_part.subquery()
+    spend = func.sum(both.c.spend)
+    ranked = select(both.c.value).group_by(both.c.value).order_by(spend.desc(), both.c.value).limit(top)
+    groups = [Group(str(r[0]), str(r[0])) for r in (await s.execute(ranked)).all()]
+    if not groups:
+        return groups
+    ids = [g.id for g in groups]
+    by_id = {g.id: g for g in groups}
+    stmt = select(SpendDaily.day, SpendDaily.value, SpendDaily.spend, SpendDaily.requests, SpendDaily.prompt_tokens,
+                  SpendDaily.completion_tokens).where(*mine, SpendDaily.value.in_(ids))
+    rows = list((await s.execute(stmt)).all())
+    if raw_days is not None:
+        per_day = (plan.select(plan.day, column, extra=extra, rows=raw_days).where(column.in_(ids))
+                   .group_by(plan.day, column))
+        rows += (await s.execute(per_day)).all()
+    for row in sorted(rows, key=lambda r: r[0]):
+        g = by_id[str(row[1])]
+        g.days[row[0]] = _totals(row[2:])
+        g.total.add(g.days[row[0]])
+    return groups
 
 
 def _other(days: dict[str, Totals], groups: list[Group]) -> Group:
