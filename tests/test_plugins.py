@@ -83,7 +83,8 @@ def _events(gw: Any, kind: str, match: Any = None, timeout: float = 5.0) -> list
     deadline = time.monotonic() + timeout
     while True:
         text = gw.events.read_text() if gw.events.exists() else ""
-        found = [e for e in map(json.loads, text.splitlines()) if e["event"] == kind]
+        lines = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]  # the last may be half-written
+        found = [e for e in map(json.loads, lines) if e["event"] == kind]
         if match is None and found or match is not None and any(match(e) for e in found):
             return found
         if time.monotonic() > deadline:

@@ -30,15 +30,24 @@
     var detailUrl = button.getAttribute("data-detail-url");
     var source = new EventSource(button.getAttribute("data-tail-url"));
     source.streamId = null;
-    source.addEventListener("hello", function (event) { source.streamId = JSON.parse(event.data).id; });
+    source.ended = false;
+    source.addEventListener("hello", function (event) {
+      source.streamId = JSON.parse(event.data).id;
+      if (source.onStreamId) { source.onStreamId(); }  // a stop asked for before the id was known
+    });
+    // the server ends the stream: it closes the response right after "end", and the EventSource is closed
+    // at that close (its "error" event), never before, so the browser sees no aborted request
     source.addEventListener("end", function () {
-      source.close();
+      source.ended = true;
       status.textContent = "Stopped.";
     });
     section.hidden = false;
     status.textContent = "Connecting…";
     source.addEventListener("open", function () { status.textContent = "Connected: new requests appear here."; });
-    source.addEventListener("error", function () { status.textContent = "Disconnected; reconnecting…"; });
+    source.addEventListener("error", function () {
+      if (source.ended) { source.close(); return; }
+      status.textContent = "Disconnected; reconnecting…";
+    });
     source.addEventListener("row", function (event) {
       var row = JSON.parse(event.data);
       var tr = document.createElement("tr");
@@ -94,12 +103,15 @@
       button.textContent = "Start live tail";
       button.setAttribute("aria-pressed", "false");
       if (!current) { return; }
-      if (current.streamId) {
+      var ask = function () {
         fetch(stopUrl, {method: "POST", body: body(current.streamId), credentials: "same-origin"})
           .then(function (response) { if (!response.ok) { current.close(); } },
                 function () { current.close(); });
+      };
+      if (current.streamId) {
+        ask();
       } else {
-        current.close();
+        current.onStreamId = ask;  // connected but its id not read yet: ask the server once it is
       }
     };
     button.addEventListener("click", function () {
