@@ -122,7 +122,7 @@ class Gateway:
             from .observability.tracing import Tracing
 
             self.tracing = Tracing(self.settings.otel_forward_traceparent, otlp=self.settings.otel,
-                                   langfuse=self.settings.langfuse_otel)
+                                   langfuse=self.settings.langfuse_otel, metrics=self.metrics)
         for stage in self.before_stages:
             await getattr(stage, "start", _nothing)()
         self.health = HealthChecks(self)

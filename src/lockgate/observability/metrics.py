@@ -140,6 +140,15 @@ class Metrics:
             "lockgate_guardrail_verdicts", "Guardrail verdicts by guardrail, phase and verdict "
             "(passed, masked, blocked, failed)", ["guardrail", "phase", "verdict"], registry=reg,
         )
+        # OpenTelemetry span export (tracing.py: only with callbacks ["otel"]; counted by its exporter thread)
+        self.trace_spans_exported = Counter(
+            "lockgate_trace_spans_exported", "Spans the OTLP exporter delivered to the collector", registry=reg,
+        )
+        self.trace_spans_dropped = Counter(
+            "lockgate_trace_spans_dropped", "Spans never delivered, by reason (queue_full: the batch "
+            "processor's bounded queue was full; export_failed: the exporter gave up after its retries)",
+            ["reason"], registry=reg,
+        )
         self.state: StateCollector | None = None  # scrape-time gauges (state_metrics.scrape registers it)
         self._collectors: list[object] = []
         self._tallies: list[_Tally] = []

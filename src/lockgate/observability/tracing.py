@@ -1,8 +1,7 @@
 """OpenTelemetry traces (``litellm_settings.callbacks: ["otel"]``), with the GenAI semantic conventions.
 
 Configured by the standard variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``),
-``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``; ``http/json`` is not offered
-by the OpenTelemetry SDK's exporters and is served as ``http/protobuf``, with a warning),
+``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, ``http/json`` (otlp_json.py) or ``grpc``),
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_SERVICE_NAME``, and the batch processor's ``OTEL_BSP_*``.
 
 Per request: a SERVER span (continuing the caller's W3C ``traceparent`` / ``tracestate``), and a CLIENT
@@ -17,7 +16,11 @@ left it: masked) and ``gen_ai.output.messages`` (span_content.py).
 
 Spans are handed to the SDK's BatchSpanProcessor: exported in batches by its own thread, off the request
 path, from a bounded queue (``OTEL_BSP_MAX_QUEUE_SIZE``, default 2048): a collector that is down or slow
-never slows a request; spans that do not fit are dropped by the SDK (it logs them).
+never slows a request; spans that do not fit are dropped by the SDK (it logs them).  The ``otel`` exporter's
+spans are counted (``lockgate_trace_spans_exported_total``, ``lockgate_trace_spans_dropped_total{reason}``)
+without reading the SDK's internals: ``_CountingExporter`` wraps the exporter (each batch's
+``SpanExportResult``) and ``_CountingProcessor`` the processor's ``on_end`` (spans handed to it, minus spans
+the exporter was handed, minus drops: the queue's length, compared to its ``max_queue_size``).
 """
 
 from __future__ import annotations
@@ -26,13 +29,19 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
 from .span_content import AnswerTap, input_messages, output_messages
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.trace import Span
 
     from ..config import Deployment
     from ..context import RequestContext
+    from .metrics import Metrics
 
 log = logging.getLogger("lockgate.tracing")
 
@@ -42,17 +51,18 @@ OPERATIONS = {"chat": "chat", "messages": "chat", "generate": "chat", "responses
 
 
 class Tracing:
-    def __init__(self, forward_context: bool = False, otlp: bool = True, langfuse: bool = False) -> None:
+    def __init__(self, forward_context: bool = False, otlp: bool = True, langfuse: bool = False,
+                 metrics: Metrics | None = None) -> None:
         from opentelemetry.propagators.textmap import TextMapPropagator
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "lockgate"})
         self.provider = TracerProvider(resource=resource)  # the gateway's own: no global provider is set
         if otlp:
-            self.provider.add_span_processor(BatchSpanProcessor(_exporter()))
+            self.provider.add_span_processor(_counting_processor(_exporter(), metrics) if metrics is not None
+                                             else BatchSpanProcessor(_exporter()))
         if langfuse:
             self.provider.add_span_processor(BatchSpanProcessor(_langfuse_exporter()))
         self.langfuse = langfuse
@@ -262,9 +272,96 @@ def _exporter() -> Any:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
         return GrpcExporter()
+    if protocol == "http/json":
+        from .otlp_json import OTLPJsonSpanExporter
+
+        return OTLPJsonSpanExporter()
     if protocol != "http/protobuf":
-        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not offered by the OpenTelemetry SDK's exporters: "
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not one of http/protobuf, http/json, grpc: "
                     "exporting with http/protobuf", protocol)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()  # reads OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT / HEADERS itself
+
+
+# ---------------------------------------------------------------------- export counts
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        value = int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _counting_processor(exporter: SpanExporter, metrics: Metrics) -> BatchSpanProcessor:
+    """The SDK's BatchSpanProcessor around a counting exporter, with the queue size read as the SDK reads it
+    (``OTEL_BSP_MAX_QUEUE_SIZE``, default 2048) and given to it explicitly, so both agree; the batch size
+    (``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``, default 512) is capped at the queue size (the SDK refuses more)."""
+    queue = _env_int("OTEL_BSP_MAX_QUEUE_SIZE", 2048)
+    batch = min(_env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512), queue)
+    return _CountingProcessor(exporter, metrics, queue, batch)
+
+
+class _Counts:
+    """Spans handed to the processor (written by the request thread), dropped there (same thread), and
+    handed to the exporter (written by the processor's export thread): each written by one thread only."""
+
+    __slots__ = ("dropped", "exporting", "handed")
+
+    def __init__(self) -> None:
+        self.handed = 0
+        self.dropped = 0
+        self.exporting = 0
+
+
+class _CountingExporter(SpanExporter):
+    """Counts each batch by the exporter's verdict (after its own retries)."""
+
+    def __init__(self, exporter: SpanExporter, counts: _Counts, metrics: Metrics) -> None:
+        self.exporter = exporter
+        self.counts = counts
+        self.exported = metrics.trace_spans_exported
+        self.failed = metrics.trace_spans_dropped.labels("export_failed")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        n = len(spans)
+        self.counts.exporting += n  # out of the queue
+        try:
+            result = self.exporter.export(spans)
+        except Exception:
+            self.failed.inc(n)
+            raise
+        if result == SpanExportResult.SUCCESS:
+            self.exported.inc(n)
+        else:
+            self.failed.inc(n)
+        return result
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.exporter.force_flush(timeout_millis)
+
+
+class _CountingProcessor(BatchSpanProcessor):
+    """The SDK's batch processor, counting what its bounded queue drops: a span that finds the queue full
+    pushes the oldest queued one out (the SDK's deque), one ``queue_full`` drop."""
+
+    def __init__(self, exporter: SpanExporter, metrics: Metrics, queue: int, batch: int) -> None:
+        self.counts = _Counts()
+        self.max_queue_size = queue
+        self.queue_full = metrics.trace_spans_dropped.labels("queue_full")
+        super().__init__(_CountingExporter(exporter, self.counts, metrics), max_queue_size=queue,
+                         max_export_batch_size=batch)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if span.context is not None and span.context.trace_flags.sampled:  # what the SDK queues
+            counts = self.counts
+            if counts.handed - counts.dropped - counts.exporting >= self.max_queue_size:
+                counts.dropped += 1
+                self.queue_full.inc()
+            counts.handed += 1
+        super().on_end(span)
