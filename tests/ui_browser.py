@@ -54,8 +54,13 @@ class WatchedPage:
         return [p for p in self.problems if not any(a.search(p) for a in self.allowed)]
 
     def screenshot(self, name: str) -> None:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
+        """The page as a PNG: always taken (it must render), written over docs/ui/ only with
+        LOCKGATE_UI_SCREENSHOTS=1 (so a test run leaves the checkout as it was)."""
+        png = self.page.screenshot(full_page=True)  # type: ignore[attr-defined]
+        assert png.startswith(b"\x89PNG")
+        if os.environ.get("LOCKGATE_UI_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            (SCREENSHOTS / f"{name}.png").write_bytes(png)
 
 
 def watch(browser: object) -> WatchedPage:
