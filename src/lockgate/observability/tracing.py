@@ -275,7 +275,10 @@ def _exporter() -> Any:
     if protocol == "http/json":
         from .otlp_json import OTLPJsonSpanExporter
 
-        return OTLPJsonSpanExporter()
+        try:
+            return OTLPJsonSpanExporter()
+        except RuntimeError as exc:  # an SDK without the HTTP client it reuses
+            log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=http/json: %s: exporting with http/protobuf", exc)
     if protocol != "http/protobuf":
         log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s is not one of http/protobuf, http/json, grpc: "
                     "exporting with http/protobuf", protocol)
@@ -339,8 +342,14 @@ class _CountingExporter(SpanExporter):
             self.failed.inc(n)
         return result
 
-    def shutdown(self) -> None:
-        self.exporter.shutdown()
+    def shutdown(self, timeout_millis: float = 30000) -> None:
+        """The processor's remaining time, passed on when the exporter takes it (gRPC), as the SDK does."""
+        import inspect
+
+        if "timeout_millis" in inspect.signature(self.exporter.shutdown).parameters:
+            self.exporter.shutdown(timeout_millis=timeout_millis)  # type: ignore[call-arg]
+        else:
+            self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.exporter.force_flush(timeout_millis)
