@@ -53,7 +53,7 @@ EXTRA_PARAM_PREFIXES = ("aws_", "vertex_")
 KNOWN_MODEL_INFO = {
     "id", "input_cost_per_token", "output_cost_per_token", "max_input_tokens",
     "max_output_tokens", "max_tokens", "mode", "base_model", "description",
-    "cache_read_input_token_cost", "cache_creation_input_token_cost", "access_groups",
+    "cache_read_input_token_cost", "cache_creation_input_token_cost", "access_groups", "health_check",
 }
 KNOWN_GENERAL = {
     "master_key", "request_timeout", "background_health_checks", "health_check_interval",
@@ -69,7 +69,7 @@ KNOWN_GENERAL = {
 }
 KNOWN_LITELLM = {"drop_params", "request_timeout", "set_verbose", "json_logs",
                  "callbacks", "success_callback", "failure_callback", "cache", "cache_params",
-                 "require_auth_for_metrics_endpoint", "turn_off_message_logging"}
+                 "require_auth_for_metrics_endpoint", "turn_off_message_logging", "default_internal_user_params"}
 KNOWN_ROUTER = {
     "routing_strategy", "model_group_alias", "num_retries", "retry_policy", "retry_after",
     "allowed_fails", "cooldown_time", "disable_cooldowns", "fallbacks", "context_window_fallbacks",
