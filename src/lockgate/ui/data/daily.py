@@ -173,9 +173,10 @@ async def refresh(store: SQLStore, tz: tzinfo, window: int = WINDOW) -> int:
 
 class DailyJob:
     """The gateway's background task (``Gateway.start`` with the UI on and a database): ``refresh`` every
-    ~``interval`` seconds, jittered, the first round a few seconds after start-up."""
+    ~``interval`` seconds, jittered, the first round one to three minutes after start-up (not while a
+    gateway that was just started, or is soon stopped, is busy with its first requests or its drain)."""
 
-    def __init__(self, store: SQLStore, tz: tzinfo, interval: float = INTERVAL, first: float = 5.0) -> None:
+    def __init__(self, store: SQLStore, tz: tzinfo, interval: float = INTERVAL, first: float = 60.0) -> None:
         self.store = store
         self.tz = tz
         self.interval = interval
