@@ -488,8 +488,7 @@ class Governance:
         if ctx.stream and ctx.first_token_at is not None:  # the admin UI's time to first token (spend_rollup)
             meta = meta or {"stream": True}
             meta["ttft_ms"] = round((ctx.first_token_at - ctx.started) * 1000, 3)
-        tags = request_tags(ctx) if ("metadata" in ctx.body or "tags" in ctx.body or "x-lockgate-tags" in ctx.headers) \
-            else None
+        tags = request_tags(ctx)
         if tags:  # the admin UI's usage by tag
             meta = meta or {"stream": ctx.stream}
             meta["tags"] = sorted(tags)
