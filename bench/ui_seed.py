@@ -6,8 +6,9 @@
 The schema comes from Lockgate's own migrations (``open_store``); rows go in with the drivers' bulk paths
 (one ``executemany`` transaction on SQLite, ``COPY`` on PostgreSQL), then ``spend_rollup`` is filled from them
 with the migration's own backfill query (the gateway's spend writer keeps it as it writes; ~1.5 minutes on a
-2-core machine); last, one round of the gateway's ``spend_daily`` job (``ui/data/daily.py``) for the zones of
-``--tz``, as a running gateway does within a minute of start-up.  Rows are spread evenly over the last
+2-core machine); last, one round of the gateway's ``spend_daily`` job (``ui/data/daily.py``, then
+``ui/data/windows.py``) for the zones of ``--tz``, as a running gateway does within a few minutes of start-up
+(``--jobs-only``: just that round, on a database seeded before).  Rows are spread evenly over the last
 ``--days`` days (so the 30-day overview reads every row), over 1,000 users, 200 teams, 20 model groups and
 5 tags; 2% are errors.  Deterministic (seeded random), so two runs build the same data.
 """
@@ -121,7 +122,13 @@ async def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--tz", default="UTC,Europe/Paris",
                         help="the zones whose closed days spend_daily gets after seeding (comma-separated)")
+    parser.add_argument("--jobs-only", action="store_true",
+                        help="only the round of the spend_daily job, on a database seeded before")
     args = parser.parse_args()
+    zone_names = [name for name in args.tz.split(",") if name]
+    if args.jobs_only:
+        await materialise(args.url, zone_names)
+        return
 
     from lockgate.state import open_store
 
@@ -140,13 +147,14 @@ async def main() -> None:
         await seed_postgres(args.url.replace("postgresql+asyncpg://", "postgresql://"), keys, spend)
     print(f"seeded {len(keys)} keys and {len(spend)} spend rows over {args.days} days: built in "
           f"{built - began:.1f} s, inserted in {time.perf_counter() - built:.1f} s")
-    await materialise(args.url, [name for name in args.tz.split(",") if name])
+    await materialise(args.url, zone_names)
 
 
 async def materialise(url: str, zone_names: list[str]) -> None:
-    """One round of the gateway's spend_daily job (ui/data/daily.py) per zone: every closed day of the last 35."""
+    """One round of the gateway's spend_daily job (ui/data/daily.py) per zone: every closed day of the last 35,
+    then the windows of closed days by key (ui/data/windows.py)."""
     from lockgate.state import open_store
-    from lockgate.ui.data import daily, zones
+    from lockgate.ui.data import daily, windows, zones
 
     store = await open_store(SimpleNamespace(database_url=url, database_path=None, max_budget=None,
                                              budget_duration=None), None)
@@ -157,6 +165,10 @@ async def materialise(url: str, zone_names: list[str]) -> None:
             took = time.perf_counter() - began
             print(f"spend_daily, {name}: {done} closed days materialised in {took:.1f} s"
                   f" ({took / max(done, 1) * 1000:.0f} ms a day)", flush=True)
+            began = time.perf_counter()
+            built = await windows.refresh(store, zones.zone(name))
+            print(f"spend_window, {name}: {built} windows of closed days by key built in"
+                  f" {time.perf_counter() - began:.1f} s", flush=True)
     finally:
         await store.close()
 

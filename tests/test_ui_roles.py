@@ -262,7 +262,7 @@ def test_a_viewer_sees_everything_and_mutates_nothing(gateway, ui):
     csrf = page.locator('meta[name="csrf-token"]').get_attribute("content")
     for path, form in ((f"/ui/keys/{token}/block", {}), (f"/ui/keys/{token}/delete", {}),
                        ("/ui/keys/new", {"key_alias": "viewer-key"}), ("/ui/users/new", {"user_id": "mallory"}),
-                       ("/ui/teams/new", {"team_id": "viewer-team"}), ("/ui/users/alice/delete", {})):
+                       ("/ui/teams/new", {"team_id": "viewer-team"}), ("/ui/users/id/alice/delete", {})):
         refused = page.request.post(gateway.url + path, form={"csrf_token": csrf, **form})
         assert refused.status == 403, path
     with api(gateway) as client:
@@ -342,8 +342,8 @@ def test_admin_pages_teams_users_organizations_models(gateway, ui):
 
 
 def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
-    """Team, user and organization ids are one escaped path segment in the UI's URLs (``/`` as ``%2F``): their
-    pages open, edit, add members and delete the right object, even an id ending in ``/delete``."""
+    """Team, user and organization ids are one escaped path segment in the UI's URLs (``/`` as ``%2F``, under
+    ``/id/``): their pages open, edit, add members and delete the right object, even an id ending in ``/delete``."""
     team_id, user_id, org_id, tricky = "ops/eu west", "eve/ops x", "acme/eu 1", "red/delete"
     with api(gateway) as client:
         assert client.post("/user/new", json={"user_id": user_id, "user_role": "internal_user"}).status_code == 200
@@ -359,12 +359,12 @@ def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
     # a team: from the list to its page (the id escaped in the URL), an edit, a member with such an id
     page.get_by_role("link", name="Teams").click()
     page.locator("#teams-table").get_by_role("link", name=team_id, exact=True).click()
-    page.wait_for_url(re.compile(r".*/ui/teams/ops%2Feu%20west$"))
+    page.wait_for_url(re.compile(r".*/ui/teams/id/ops%2Feu%20west$"))
     page.get_by_role("heading", name=f"Team {team_id}").wait_for()
     page.get_by_label("Max budget (USD)").fill("42")
     page.get_by_role("button", name="Save changes").click()
     page.get_by_text("Saved.").wait_for()
-    assert page.url.endswith("/ui/teams/ops%2Feu%20west?saved=1")
+    assert page.url.endswith("/ui/teams/id/ops%2Feu%20west?saved=1")
     page.get_by_label("User ID").fill(user_id)
     page.get_by_role("button", name="Add member").click()
     page.locator("#members-table", has_text=user_id).wait_for()
@@ -378,7 +378,7 @@ def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
     # a user: the list, the page, an edit, and the link to the team from there
     page.get_by_role("link", name="Users").click()
     page.locator("#users-table").get_by_role("link", name=user_id, exact=True).click()
-    page.wait_for_url(re.compile(r".*/ui/users/eve%2Fops%20x$"))
+    page.wait_for_url(re.compile(r".*/ui/users/id/eve%2Fops%20x$"))
     page.get_by_role("heading", name=f"User {user_id}").wait_for()
     page.get_by_label("Email").fill("eve@example.com")
     page.get_by_role("button", name="Save changes").click()
@@ -394,19 +394,19 @@ def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
     # an organization
     page.get_by_role("link", name="Organizations").click()
     page.locator("#organizations-table").get_by_role("link", name=org_id, exact=True).click()
-    page.wait_for_url(re.compile(r".*/ui/organizations/acme%2Feu%201$"))
+    page.wait_for_url(re.compile(r".*/ui/organizations/id/acme%2Feu%201$"))
     page.get_by_label("Max budget (USD)").fill("900")
     page.get_by_role("button", name="Save changes").click()
     page.get_by_text("Saved.").wait_for()
 
     # "red/delete" is a team of its own: saving it changes it, and team "red" is left alone
-    page.goto(gateway.url + "/ui/teams/red%2Fdelete")
+    page.goto(gateway.url + "/ui/teams/id/red%2Fdelete")
     page.get_by_role("heading", name=f"Team {tricky}").wait_for()
     page.get_by_label("Max budget (USD)").fill("7")
     page.get_by_role("button", name="Save changes").click()
     page.get_by_text("Saved.").wait_for()
     # and a delete deletes the team of the page
-    page.goto(gateway.url + "/ui/teams/gone%2Fsoon%20x")
+    page.goto(gateway.url + "/ui/teams/id/gone%2Fsoon%20x")
     page.get_by_role("button", name="Delete").click()
     page.get_by_text("The team was deleted.").wait_for()
     with api(gateway) as client:
@@ -415,3 +415,45 @@ def test_ids_with_a_slash_and_a_space_open_and_edit(gateway, ui):
         red = client.get("/team/info", params={"team_id": "red"})
         assert red.status_code == 200 and red.json()["team_info"]["max_budget"] != 7
         assert client.get("/team/info", params={"team_id": "gone/soon x"}).status_code == 404
+
+
+def test_ids_literally_new_open_and_edit_and_the_create_forms_stay(gateway, ui):
+    """A team, user and organization whose id is ``new`` open from their lists (detail pages live under
+    ``/id/``, so no id is the creation form's ``/new``); they save, and the create forms still create."""
+    with api(gateway) as client:
+        assert client.post("/team/new", json={"team_id": "new", "team_alias": "Team called new"}).status_code == 200
+        assert client.post("/user/new", json={"user_id": "new", "user_role": "internal_user"}).status_code == 200
+        assert client.post("/organization/new", json={"organization_id": "new"}).status_code == 200
+    page = ui.page
+    sign_in(page, gateway.url, "root-admin", ADMIN_PASSWORD)
+    page.wait_for_url(re.compile(r".*/ui/keys$"))
+    for nav, table, heading, budget in (("Teams", "#teams-table", "Team Team called new", "11"),
+                                        ("Users", "#users-table", "User new", "12"),
+                                        ("Organizations", "#organizations-table", None, "13")):
+        page.get_by_role("link", name=nav, exact=True).click()
+        page.locator(table).get_by_role("link", name="new", exact=True).click()
+        page.wait_for_url(re.compile(rf".*/ui/{nav.lower()}/id/new$"))
+        if heading:
+            page.get_by_role("heading", name=heading).wait_for()
+        page.get_by_label("Max budget (USD)").fill(budget)
+        page.get_by_role("button", name="Save changes").click()
+        page.get_by_text("Saved.").wait_for()
+        assert page.url.endswith(f"/ui/{nav.lower()}/id/new?saved=1")
+    with api(gateway) as client:
+        assert client.get("/team/info", params={"team_id": "new"}).json()["team_info"]["max_budget"] == 11
+        assert client.get("/user/info", params={"user_id": "new"}).json()["user_info"]["max_budget"] == 12
+        assert client.get("/organization/info", params={"organization_id": "new"}).json()["max_budget"] == 13
+    # the creation form is still /new, and creates
+    page.goto(gateway.url + "/ui/teams/new")
+    page.get_by_role("heading", name="Create a team").wait_for()
+    page.get_by_label("Team ID").fill("made-after-new")
+    page.get_by_role("button", name="Create team").click()
+    page.get_by_text("Team created.").wait_for()
+    assert page.url.endswith("/ui/teams/id/made-after-new?created=1")
+    # over HTTP too: the detail page of team "new" is that team, /ui/teams/new is the empty form
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    with httpx.Client(base_url=gateway.url, cookies=cookies, timeout=20) as client:
+        detail = client.get("/ui/teams/id/new")
+        form = client.get("/ui/teams/new")
+    assert detail.status_code == 200 and "Team Team called new" in detail.text
+    assert form.status_code == 200 and "Create a team" in form.text and "Team called new" not in form.text

@@ -270,4 +270,26 @@ class SpendDaily(Base):
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SpendWindow(Base):
+    """The last ``days`` closed local days of spend_daily summed per key, for the admin UI's usage by key over
+    the ranges that end today (ui/data/windows.py builds them off the request path; dimension ``day`` with
+    value ``''`` holds the window's totals, which the readers compare with spend_rollup before trusting it)."""
+
+    __tablename__ = "spend_window"
+    tz: Mapped[str] = mapped_column(String(64), primary_key=True)  # the IANA zone the days are counted in
+    days: Mapped[int] = mapped_column(Integer, primary_key=True)  # how many closed days are summed
+    last_day: Mapped[str] = mapped_column(String(10), primary_key=True)  # the last of them, YYYY-MM-DD
+    dimension: Mapped[str] = mapped_column(String(8), primary_key=True)  # day | key
+    value: Mapped[str] = mapped_column(Text, primary_key=True)  # token hash ('' for the totals)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    spend: Mapped[float] = mapped_column(Float, default=0.0)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# the top keys of a window by spend: a walk of this index (migration 0009)
+Index("ix_spend_window_rank", SpendWindow.tz, SpendWindow.days, SpendWindow.last_day, SpendWindow.dimension,
+      SpendWindow.spend, SpendWindow.value)
+
+
 event.listen(Base.metadata, "after_create", rollup.install)  # its DELETE trigger, on a database create_all builds

@@ -46,7 +46,7 @@ def readers(caller: Caller) -> bool:
 @dataclass(frozen=True)
 class Route:
     method: str  # GET or POST
-    path: str  # after {root}/ui/{slug}: "" for the page itself, "/new", "/{key_id}", ...
+    path: str  # after {root}/ui/{slug}: "" for the page itself, "/new", "/{key_id}", "/id/{team_id}", ...
     handler: Handler
 
 

@@ -53,7 +53,7 @@ class Site:
         self.env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(url=self.url, static=self.static_url, site=self)
-        self.env.filters["segment"] = segment  # an id in a URL path: {{ url('/teams/' ~ id|segment) }}
+        self.env.filters["segment"] = segment  # an id in a URL path: {{ url('/teams/id/' ~ id|segment) }}
 
     def url(self, path: str = "") -> str:
         return f"{self.root}/ui{path}"

@@ -12,7 +12,8 @@ read that day's rows from ``spend_logs``: a day is counted from one source or th
 totals row is inserted first: a row committed after its snapshot makes the totals differ from the rollup,
 so the day is read raw and recomputed on the next round (on PostgreSQL the transaction is also one
 ``REPEATABLE READ`` snapshot, and a transaction-scoped advisory lock keeps instances from doing the same
-work at once; on SQLite each instance simply does it idempotently).
+work at once; on SQLite each instance simply does it idempotently).  After each round the job rebuilds the
+windows of closed days by key that no longer match (``windows.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ DIMENSIONS = ("key", "team", "user", "tag")
 TOTAL = "day"  # the day's totals: dimension "day", value ""
 WINDOW = 35  # closed days looked at by each round
 INTERVAL = 60.0  # seconds between rounds (jittered)
-_PG_LOCK = 0x6C6F636B_64617931  # pg_try_advisory_xact_lock key ("lockday1")
+PG_LOCK = 0x6C6F636B_64617931  # pg_try_advisory_xact_lock key ("lockday1"), windows.py takes it too
 
 Measures = tuple[int, float, int, int]  # requests, spend, prompt tokens, completion tokens
 
@@ -130,7 +131,7 @@ async def materialise(store: SQLStore, tz: tzinfo, day: date) -> bool:
             conn = await conn.execution_options(isolation_level="REPEATABLE READ")
         async with conn.begin():
             if store.dialect == "postgresql":
-                got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _PG_LOCK})).scalar()
+                got = (await conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": PG_LOCK})).scalar()
                 if not got:
                     return False
             await conn.execute(delete(SpendDaily).where(SpendDaily.tz == name, SpendDaily.day == text_day))
@@ -172,8 +173,8 @@ async def refresh(store: SQLStore, tz: tzinfo, window: int = WINDOW) -> int:
 
 
 class DailyJob:
-    """The gateway's background task (``Gateway.start`` with the UI on and a database): ``refresh`` every
-    ~``interval`` seconds, jittered, the first round one to three minutes after start-up (not while a
+    """The gateway's background task (``Gateway.start`` with the UI on and a database): ``refresh``, then
+    ``windows.refresh`` (the windows of closed days by key), every ~``interval`` seconds, jittered, the first round one to three minutes after start-up (not while a
     gateway that was just started, or is soon stopped, is busy with its first requests or its drain)."""
 
     def __init__(self, store: SQLStore, tz: tzinfo, interval: float = INTERVAL, first: float = 60.0) -> None:
@@ -193,6 +194,11 @@ class DailyJob:
                 done = await refresh(self.store, self.tz)
                 if done:
                     log.info("spend_daily: %d closed day(s) materialised", done)
+                from . import windows  # here: windows.py imports this module
+
+                built = await windows.refresh(self.store, self.tz)
+                if built:
+                    log.info("spend_window: %d window(s) of closed days rebuilt", built)
             except asyncio.CancelledError:
                 raise
             except Exception:  # logged; the next round tries again, readers fall back meanwhile

@@ -25,7 +25,7 @@ from ...admin.auth import Caller
 from ...errors import BadRequest
 from ...state.models import Key, SpendDaily, SpendLog, SpendRollup
 from ...state.store import SQLStore
-from . import daily, zones
+from . import daily, windows, zones
 from .scope import spend_conditions
 
 DIMENSIONS = ("key", "team", "user", "model", "tag")
@@ -169,11 +169,17 @@ async def usage(store: SQLStore, caller: Caller, q: UsageQuery, top: int = TOP) 
             plan = _Plan(store, caller, q, rolled=q.group_by == "model")
             column, extra = plan.dimension(q.group_by)
             stored: set[str] = set()
+            exact = {d: (t.requests, t.spend, t.prompt_tokens, t.completion_tokens) for d, t in days.items()}
             if q.group_by in daily.DIMENSIONS and caller.reads_all:  # closed days from spend_daily
-                exact = {d: (t.requests, t.spend, t.prompt_tokens, t.completion_tokens) for d, t in days.items()}
                 stored = await daily.trusted_days(s, store.dialect, q.tz, q.days, exact)
             if stored:
-                groups = await _groups_stored(s, plan, q, column, extra, stored, top)
+                raw_days = _raw_days(plan, q, stored)
+                ids: list[str] | None = None
+                if q.group_by == windows.DIMENSION:  # the closed days' top keys from spend_window
+                    ids = await windows.ranked(s, q.tz, q.first, q.last, stored, exact, raw_days, top)
+                if ids is None:
+                    ids = await _ranked_stored(s, plan, q, column, extra, stored, raw_days, top)
+                groups = await _groups_stored(s, plan, q, column, extra, stored, raw_days, ids)
             else:
                 stmt = plan.select(column, extra=extra).where(column.is_not(None)).group_by(column)
                 ranked = (await s.execute(stmt.order_by(plan.spend.desc(), column).limit(top))).all()
@@ -215,15 +221,18 @@ def _raw_days(plan: _Plan, q: UsageQuery, stored: set[str]) -> ColumnElement[boo
     return conditions[0] if len(conditions) == 1 else or_(*conditions)
 
 
-async def _groups_stored(s: Any, plan: _Plan, q: UsageQuery, column: ColumnElement[Any], extra: Any,
-                         stored: set[str], top: int) -> list[Group]:
-    """The top groups by spend and their days: the ``stored`` (closed, complete) days from spend_daily, the
-    others from spend_logs; each day from exactly one of them (ui/data/daily.py).  The ranking reads the
-    spend alone (the narrowest sort of the stored rows); a group's totals are the sums of its days."""
-    raw_days = _raw_days(plan, q, stored)
-    mine = [SpendDaily.tz == daily.tz_name(q.tz), SpendDaily.dimension == q.group_by,
+def _stored_part(q: UsageQuery, stored: set[str]) -> list[ColumnElement[bool]]:
+    return [SpendDaily.tz == daily.tz_name(q.tz), SpendDaily.dimension == q.group_by,
             SpendDaily.day.in_(sorted(stored))]
-    stored_part: Any = select(SpendDaily.value.label("value"), SpendDaily.spend.label("spend")).where(*mine)
+
+
+async def _ranked_stored(s: Any, plan: _Plan, q: UsageQuery, column: ColumnElement[Any], extra: Any,
+                         stored: set[str], raw_days: ColumnElement[bool] | None, top: int) -> list[str]:
+    """The top groups by spend: the ``stored`` (closed, complete) days from spend_daily, the others
+    (``raw_days``) from spend_logs; each day from exactly one of them (ui/data/daily.py).  The ranking reads
+    the spend alone (the narrowest sort of the stored rows)."""
+    stored_part: Any = select(SpendDaily.value.label("value"), SpendDaily.spend.label("spend")).where(
+        *_stored_part(q, stored))
     if raw_days is not None:  # the columns of the union are named after the first part's
         raw: Any = (select(column, func.sum(SpendLog.spend)).select_from(SpendLog)
                     .where(*plan.visible, raw_days, column.is_not(None)).group_by(column))
@@ -234,10 +243,17 @@ async def _groups_stored(s: Any, plan: _Plan, q: UsageQuery, column: ColumnEleme
         both = stored_part.subquery()
     spend = func.sum(both.c.spend)
     ranked = select(both.c.value).group_by(both.c.value).order_by(spend.desc(), both.c.value).limit(top)
-    groups = [Group(str(r[0]), str(r[0])) for r in (await s.execute(ranked)).all()]
+    return [str(r[0]) for r in (await s.execute(ranked)).all()]
+
+
+async def _groups_stored(s: Any, plan: _Plan, q: UsageQuery, column: ColumnElement[Any], extra: Any,
+                         stored: set[str], raw_days: ColumnElement[bool] | None, ids: list[str]) -> list[Group]:
+    """The groups ``ids`` (ranked) and their days, read as ``_ranked_stored`` ranks them; a group's totals are
+    the sums of its days."""
+    groups = [Group(i, i) for i in ids]
     if not groups:
         return groups
-    ids = [g.id for g in groups]
+    mine = _stored_part(q, stored)
     by_id = {g.id: g for g in groups}
     stmt = select(SpendDaily.day, SpendDaily.value, SpendDaily.spend, SpendDaily.requests, SpendDaily.prompt_tokens,
                   SpendDaily.completion_tokens).where(*mine, SpendDaily.value.in_(ids))

@@ -26,14 +26,14 @@ async def list_orgs(ui: UIRequest) -> Response:
     return ui.render("pages/entity_list.html", rows=found["organizations"], total=found["total_count"],
                      columns=COLUMNS, current=found["current_page"], pages=found["total_pages"], page_size=size,
                      noun="organization",
-                     link=lambda row: ui.url(f"/organizations/{segment(row['organization_id'])}"),
+                     link=lambda row: ui.url(f"/organizations/id/{segment(row['organization_id'])}"),
                      notice=notice, create_url=ui.url("/organizations/new") if ui.caller.is_admin else None,
                      create_label="Create organization")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["organization_id"] if row else None
-    path = f"/organizations/{segment(ident)}" if ident else None
+    path = f"/organizations/id/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"Organization {row.get('organization_alias') or ident}" if row else "Create an organization",
             "action": ui.url(path or "/organizations/new"),
@@ -54,7 +54,7 @@ async def create_org(ui: UIRequest) -> Response:
         created = await api.org_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/organizations/{segment(created['organization_id'])}?created=1")
+    return ui.redirect(f"/organizations/id/{segment(created['organization_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
@@ -77,7 +77,7 @@ async def update_org(ui: UIRequest) -> Response:
         await api.org_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/organizations/{segment(row['organization_id'])}?saved=1")
+    return ui.redirect(f"/organizations/id/{segment(row['organization_id'])}?saved=1")
 
 
 async def delete_org(ui: UIRequest) -> Response:
@@ -93,9 +93,9 @@ PAGE = Page(
         Route("GET", "", list_orgs),
         Route("GET", "/new", new_org),
         Route("POST", "/new", create_org),
-        Route("GET", "/{org_id:str}", show_org),
-        Route("POST", "/{org_id:str}", update_org),
-        Route("POST", "/{org_id:str}/delete", delete_org),
+        Route("GET", "/id/{org_id:str}", show_org),
+        Route("POST", "/id/{org_id:str}", update_org),
+        Route("POST", "/id/{org_id:str}/delete", delete_org),
     ),
     visible=readers,
 )

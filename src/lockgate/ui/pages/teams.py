@@ -29,13 +29,13 @@ async def list_teams(ui: UIRequest) -> Response:
     notice = "The team was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["teams"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="team",
-                     link=lambda row: ui.url(f"/teams/{segment(row['team_id'])}"), notice=notice,
+                     link=lambda row: ui.url(f"/teams/id/{segment(row['team_id'])}"), notice=notice,
                      create_url=ui.url("/teams/new") if ui.caller.is_admin else None, create_label="Create team")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["team_id"] if row else None
-    path = f"/teams/{segment(ident)}" if ident else None
+    path = f"/teams/id/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"Team {row.get('team_alias') or ident}" if row else "Create a team",
             "action": ui.url(path or "/teams/new"),
@@ -57,7 +57,7 @@ async def create_team(ui: UIRequest) -> Response:
         created = await api.team_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/teams/{segment(created['team_id'])}?created=1")
+    return ui.redirect(f"/teams/id/{segment(created['team_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
@@ -81,7 +81,7 @@ async def update_team(ui: UIRequest) -> Response:
         await api.team_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/team_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/teams/{segment(row['team_id'])}?saved=1")
+    return ui.redirect(f"/teams/id/{segment(row['team_id'])}?saved=1")
 
 
 async def add_member(ui: UIRequest) -> Response:
@@ -93,13 +93,13 @@ async def add_member(ui: UIRequest) -> Response:
         return await show_team(ui, forms.validation_message(exc), 400)
     except LockgateError as exc:
         return await show_team(ui, exc.message, exc.status)
-    return ui.redirect(f"/teams/{segment(team_id)}?saved=1")
+    return ui.redirect(f"/teams/id/{segment(team_id)}?saved=1")
 
 
 async def remove_member(ui: UIRequest) -> Response:
     team_id = ui.param("team_id")
     await api.member_delete(MemberDelete(team_id=team_id, user_id=ui.value("user_id")), ui.request, ui.caller)
-    return ui.redirect(f"/teams/{segment(team_id)}?saved=1")
+    return ui.redirect(f"/teams/id/{segment(team_id)}?saved=1")
 
 
 async def delete_team(ui: UIRequest) -> Response:
@@ -114,10 +114,10 @@ PAGE = Page(
         Route("GET", "", list_teams),
         Route("GET", "/new", new_team),
         Route("POST", "/new", create_team),
-        Route("GET", "/{team_id:str}", show_team),
-        Route("POST", "/{team_id:str}", update_team),
-        Route("POST", "/{team_id:str}/members", add_member),
-        Route("POST", "/{team_id:str}/members/remove", remove_member),
-        Route("POST", "/{team_id:str}/delete", delete_team),
+        Route("GET", "/id/{team_id:str}", show_team),
+        Route("POST", "/id/{team_id:str}", update_team),
+        Route("POST", "/id/{team_id:str}/members", add_member),
+        Route("POST", "/id/{team_id:str}/members/remove", remove_member),
+        Route("POST", "/id/{team_id:str}/delete", delete_team),
     ),
 )

@@ -28,13 +28,13 @@ async def list_users(ui: UIRequest) -> Response:
     notice = "The user was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["users"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="user",
-                     link=lambda row: ui.url(f"/users/{segment(row['user_id'])}"), notice=notice,
+                     link=lambda row: ui.url(f"/users/id/{segment(row['user_id'])}"), notice=notice,
                      create_url=ui.url("/users/new") if ui.caller.is_admin else None, create_label="Create user")
 
 
 def _form(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None, **extra: Any) -> dict[str, Any]:
     ident = row["user_id"] if row else None
-    path = f"/users/{segment(ident)}" if ident else None
+    path = f"/users/id/{segment(ident)}" if ident else None
     return {"fieldsets": forms.grouped(fields), "can_edit": ui.caller.is_admin,
             "heading": f"User {ident}" if ident else "Create a user",
             "action": ui.url(path or "/users/new"),
@@ -55,7 +55,7 @@ async def create_user(ui: UIRequest) -> Response:
         created = await api.user_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
-    return ui.redirect(f"/users/{segment(created['user_id'])}?created=1")
+    return ui.redirect(f"/users/id/{segment(created['user_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
@@ -78,7 +78,7 @@ async def update_user(ui: UIRequest) -> Response:
         await api.user_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
     except (ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/user_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
-    return ui.redirect(f"/users/{segment(row['user_id'])}?saved=1")
+    return ui.redirect(f"/users/id/{segment(row['user_id'])}?saved=1")
 
 
 async def delete_user(ui: UIRequest) -> Response:
@@ -93,9 +93,9 @@ PAGE = Page(
         Route("GET", "", list_users),
         Route("GET", "/new", new_user),
         Route("POST", "/new", create_user),
-        Route("GET", "/{user_id:str}", show_user),
-        Route("POST", "/{user_id:str}", update_user),
-        Route("POST", "/{user_id:str}/delete", delete_user),
+        Route("GET", "/id/{user_id:str}", show_user),
+        Route("POST", "/id/{user_id:str}", update_user),
+        Route("POST", "/id/{user_id:str}/delete", delete_user),
     ),
     visible=readers,
 )
