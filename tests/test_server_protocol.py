@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import uvicorn
 from uvicorn.server import ServerState
 
-from lockgate.transport.server_protocol import CoalescingHttpToolsProtocol
+from lockgate.transport.server_protocol import LeanHttpToolsProtocol
 
 from tests.conftest import MASTER_KEY
 
@@ -43,10 +43,10 @@ class RecordingTransport:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
 
 
-def protocol_for(app) -> tuple[CoalescingHttpToolsProtocol, RecordingTransport]:  # noqa: ANN001
-    config = uvicorn.Config(app=app, http=CoalescingHttpToolsProtocol, lifespan="off", log_level="warning")
+def protocol_for(app) -> tuple[LeanHttpToolsProtocol, RecordingTransport]:  # noqa: ANN001
+    config = uvicorn.Config(app=app, http=LeanHttpToolsProtocol, lifespan="off", log_level="warning")
     config.load()
-    proto = CoalescingHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+    proto = LeanHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
     transport = RecordingTransport()
     proto.connection_made(transport)  # type: ignore[arg-type]
     return proto, transport
@@ -121,3 +121,103 @@ def test_the_gateway_answers_head_and_post_on_one_keep_alive_connection(gateway)
         assert again.status == 200 and again.read()
     finally:
         conn.close()
+
+
+async def echo(scope, receive, send) -> None:  # noqa: ANN001
+    """Reads the whole body (several receive() calls when it arrives in parts), answers it back."""
+    parts = []
+    while True:
+        message = await receive()
+        assert message["type"] == "http.request"
+        parts.append(message["body"])
+        if not message["more_body"]:
+            break
+    body = b"".join(parts)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_a_body_in_parts_is_waited_for_and_given_whole() -> None:
+    proto, transport = protocol_for(echo)
+    proto.data_received(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabcd")
+    await settle()
+    assert transport.writes == []  # the app waits in receive() for the rest
+    proto.data_received(b"efghij")
+    await settle()
+    assert len(transport.writes) == 1 and transport.writes[0].endswith(b"\r\n\r\nabcdefghij")
+
+
+async def test_expect_100_continue_is_answered_when_the_app_reads() -> None:
+    proto, transport = protocol_for(echo)
+    proto.data_received(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    await settle()
+    assert transport.writes == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    proto.data_received(b"ok")
+    await settle()
+    assert transport.writes[1].startswith(b"HTTP/1.1 200 OK") and transport.writes[1].endswith(b"\r\n\r\nok")
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    proto, transport = protocol_for(echo)
+    proto.data_received(b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n1"
+                        b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\n2")
+    await settle()
+    assert [w[-1:] for w in transport.writes] == [b"1", b"2"]
+
+
+async def test_a_client_that_goes_away_is_an_http_disconnect() -> None:
+    seen: list[str] = []
+    started = asyncio.Event()
+
+    async def watch(scope, receive, send) -> None:  # noqa: ANN001
+        await receive()  # the (empty) body
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        started.set()
+        seen.append((await receive())["type"])  # waits until the client goes
+
+    proto, transport = protocol_for(watch)
+    proto.data_received(b"GET /w HTTP/1.1\r\nHost: a\r\n\r\n")
+    await started.wait()
+    await settle()
+    assert seen == []
+    proto.connection_lost(None)
+    await settle()
+    assert seen == ["http.disconnect"]
+
+
+async def test_a_header_with_a_line_break_is_refused_and_the_connection_closed() -> None:
+    async def bad(scope, receive, send) -> None:  # noqa: ANN001
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2"), (b"x-a", b"ok"), (b"x-b", b"evil\r\nset-cookie: x")]})
+
+    proto, transport = protocol_for(bad)
+    proto.data_received(b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    assert transport.writes == [] and transport.closed
+
+
+async def test_connection_close_and_an_app_error_before_answering() -> None:
+    async def close(scope, receive, send) -> None:  # noqa: ANN001
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2"), (b"Connection", b"close")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    proto, transport = protocol_for(close)
+    proto.data_received(b"GET /c HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    assert len(transport.writes) == 1 and b"connection: close" in transport.writes[0] and transport.closed
+
+    async def broken(scope, receive, send) -> None:  # noqa: ANN001
+        raise ValueError("boom")
+
+    proto, transport = protocol_for(broken)
+    proto.data_received(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    assert transport.writes[0].startswith(b"HTTP/1.1 500 ") and transport.writes[0].endswith(b"Internal Server Error")
+    assert transport.closed

@@ -148,7 +148,7 @@ def _run(args: argparse.Namespace, settings: config.Settings) -> None:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="lockgate.transport.server_protocol:CoalescingHttpToolsProtocol",  # httptools, one write per answer
+        http="lockgate.transport.server_protocol:LeanHttpToolsProtocol",  # httptools, a lean cycle per request
         lifespan="on",
         access_log=False,
         log_level=args.log_level,

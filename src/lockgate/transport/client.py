@@ -10,7 +10,7 @@ sees a pyreqwest exception.  Streams are read chunk by chunk as they arrive
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -26,21 +26,39 @@ from ..errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
 from .scheduling import IOThreadPolicy
 
 
-class UpstreamReply:
-    __slots__ = ("body", "headers", "status")
+class _Headers:
+    """The answer's headers as a dict, made on first use: a successful answer's are rarely read (only
+    error answers and a few providers look at them), and copying them costs a few µs per request."""
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    __slots__ = ("_dict", "_raw")
+
+    def __init__(self, headers: Mapping[str, str]) -> None:
+        self._raw = headers
+        self._dict: dict[str, str] | None = headers if isinstance(headers, dict) else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        headers = self._dict
+        if headers is None:
+            headers = self._dict = dict(self._raw.items())
+        return headers
+
+
+class UpstreamReply(_Headers):
+    __slots__ = ("body", "status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        super().__init__(headers)
         self.status = status
-        self.headers = headers
         self.body = body
 
 
-class UpstreamStream:
-    __slots__ = ("_reader", "headers", "status")
+class UpstreamStream(_Headers):
+    __slots__ = ("_reader", "status")
 
-    def __init__(self, status: int, headers: dict[str, str], reader) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], reader) -> None:
+        super().__init__(headers)
         self.status = status
-        self.headers = headers
         self._reader = reader
 
     async def read(self) -> bytes | None:
@@ -68,7 +86,17 @@ class Upstream:
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
         self._clients: dict[float | None, Client] = {}
+        self._timeouts: dict[float, timedelta] = {}
         self.policy = IOThreadPolicy(batch_at)  # the I/O thread's scheduling follows the load
+
+    def _timeout(self, seconds: float) -> timedelta:
+        """The same few timeouts every request: made once each (bounded: clients may ask for their own)."""
+        value = self._timeouts.get(seconds)
+        if value is None:
+            value = timedelta(seconds=seconds)
+            if len(self._timeouts) < 256:
+                self._timeouts[seconds] = value
+        return value
 
     def _client(self, read_timeout: float | None) -> Client:
         """One pooled client per stream idle timeout (reqwest sets it per client)."""
@@ -93,7 +121,7 @@ class Upstream:
         anything parses it: one comparison, so the read itself stays the fast fully-buffered one."""
         request = (
             self._client(None).post(url).headers(headers).body_bytes(body)
-            .timeout(timedelta(seconds=timeout)).build()
+            .timeout(self._timeout(timeout)).build()
         )
         self.policy.enter()
         try:
@@ -105,7 +133,7 @@ class Upstream:
             self.policy.leave()
         if limit is not None and len(data) > limit:
             raise too_large(limit)
-        return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
+        return UpstreamReply(resp.status, resp.headers, data.to_bytes())
 
     async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
         request = self._client(None).get(url).headers(headers).timeout(timedelta(seconds=timeout)).build()
@@ -114,7 +142,7 @@ class Upstream:
             data = await resp.bytes()
         except PyreqwestError as exc:
             raise _map(exc) from None
-        return UpstreamReply(resp.status, dict(resp.headers.items()), data.to_bytes())
+        return UpstreamReply(resp.status, resp.headers, data.to_bytes())
 
     @asynccontextmanager
     async def stream(
@@ -131,7 +159,7 @@ class Upstream:
             except PyreqwestError as exc:
                 raise _map(exc) from None
             try:
-                yield UpstreamStream(resp.status, dict(resp.headers.items()), resp.body_reader)
+                yield UpstreamStream(resp.status, resp.headers, resp.body_reader)
             finally:
                 await request.__aexit__(None, None, None)
         finally:
