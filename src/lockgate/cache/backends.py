@@ -23,15 +23,16 @@ A non-positive TTL stores nothing and removes the key (the entry expired at once
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+if TYPE_CHECKING:  # redis is imported when a Redis client is made (not by the local cache or the management API)
+    from redis.asyncio import Redis
 
 log = logging.getLogger("lockgate.cache")
 
@@ -40,9 +41,16 @@ DEFAULT_NAMESPACE = "lockgate:cache:"
 # headers, the (value, expiry) tuple and its float, the dict slot and the OrderedDict link
 ENTRY_OVERHEAD = 200
 SCAN_COUNT = 1000  # keys asked of each SCAN call; also the largest UNLINK batch
-# what a Redis call can raise when the server is away, slow or refuses the command (builtin TimeoutError
-# and ConnectionError are OSErrors)
-REDIS_ERRORS = (RedisError, OSError)
+
+
+@functools.cache
+def redis_errors() -> tuple[type[Exception], ...]:
+    """What a Redis call can raise when the server is away, slow or refuses the command (builtin TimeoutError
+    and ConnectionError are OSErrors).  A function, evaluated in ``except`` clauses only when a call failed:
+    redis is imported only where a Redis client exists."""
+    from redis.exceptions import RedisError
+
+    return (RedisError, OSError)
 
 
 class CacheError(Exception):
@@ -156,7 +164,7 @@ class RedisBackend:
             return []
         try:
             values = cast(list[bytes | None], await self.client.mget([self.namespace + key for key in keys]))
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("get", e)
             return [None] * len(keys)
         self._succeeded()
@@ -165,7 +173,7 @@ class RedisBackend:
     async def get(self, key: str) -> bytes | None:
         try:
             value = cast(bytes | None, await self.client.get(self.namespace + key))
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("get", e)
             return None
         self._succeeded()
@@ -177,7 +185,7 @@ class RedisBackend:
                 await self.client.unlink(self.namespace + key)
             else:
                 await self.client.set(self.namespace + key, value, px=max(1, math.ceil(ttl_s * 1000)))
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("set", e)
             return
         self._succeeded()
@@ -188,7 +196,7 @@ class RedisBackend:
         try:
             for i in range(0, len(keys), SCAN_COUNT):
                 count += await self.client.unlink(*[self.namespace + key for key in keys[i:i + SCAN_COUNT]])
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             raise self._admin_error("delete", e) from e
         self._succeeded()
         return count
@@ -209,7 +217,7 @@ class RedisBackend:
                     count += await self.client.unlink(*found)
                 if cursor == 0:
                     break
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             raise self._admin_error("flush", e) from e
         self._succeeded()
         return count
@@ -218,7 +226,7 @@ class RedisBackend:
         """True when Redis answers; raises ``CacheError`` (with the reason) when it does not."""
         try:
             await self.client.ping()
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             raise self._admin_error("ping", e) from e
         self._succeeded()
         return True

@@ -68,14 +68,16 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
-from redis.asyncio import Redis
 
-from lockgate.cache.backends import REDIS_ERRORS, SCAN_COUNT, CacheError, glob_escape
+from lockgate.cache.backends import SCAN_COUNT, CacheError, glob_escape, redis_errors
 from lockgate.cache.embedder import Embedder, Matrix
+
+if TYPE_CHECKING:  # redis is imported where the shared index's client is made
+    from redis.asyncio import Redis
 
 log = logging.getLogger("lockgate.cache")
 
@@ -403,7 +405,7 @@ class SemanticIndex:
             return local
         try:
             return await self._purge_streams(scope)
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("purge", e)
             raise CacheError(f"semantic cache: Redis purge under {self.redis_prefix!r} failed: "
                              f"{type(e).__name__}: {e}") from e
@@ -488,7 +490,7 @@ class SemanticIndex:
                 if self.ttl_s is not None:
                     pipe.pexpire(self._stream(scope), max(1, math.ceil(self.ttl_s * 1000)))
                 added = cast(list[bytes], await pipe.execute())[0]
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("add", e)
             return
         self._succeeded()
@@ -510,7 +512,7 @@ class SemanticIndex:
                 pipe.hmget(self._marks_key(), [scope, "*"])
                 read, marks = cast(tuple[list[tuple[bytes, dict[bytes, bytes]]], list[bytes | None]],
                                    await pipe.execute())
-        except REDIS_ERRORS as e:
+        except redis_errors() as e:
             self._failed("read", e)
             return
         self._succeeded()

@@ -16,7 +16,6 @@ from typing import Any, cast, overload
 
 import orjson
 from sqlalchemy import CursorResult, delete, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ..governance.types import Entity, KeyRecord, Limits, Principal, SpendRecord
@@ -292,7 +291,14 @@ class SQLStore:
         return (*r[:16], parse_utc_text(r.start_time), parse_utc_text(r.end_time), r.metadata)
 
     def _insert(self, model: Any) -> Any:
-        return (postgresql.insert if self.dialect == "postgresql" else sqlite.insert)(model)
+        # the dialect's own INSERT (ON CONFLICT); PostgreSQL's dialect (2 MB) is imported only when it is used
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.insert(model)
+        from sqlalchemy.dialects import sqlite
+
+        return sqlite.insert(model)
 
     async def apply_spend(self, records: list[SpendRecord], fresh: bool = False) -> int:
         """Insert the spend logs and add their spend to every level, once per request id.
