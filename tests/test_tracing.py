@@ -19,22 +19,25 @@ ADMIN = {"Authorization": f"Bearer {MASTER_KEY}"}
 
 
 class Collector:
+    """An OTLP/HTTP receiver (protobuf); ``receive`` decodes one export (test_tracing_export's JSON one
+    overrides it)."""
+
     def __init__(self) -> None:
         self.spans: list = []
         self.headers: list[dict[str, str]] = []
 
-    def app(self, _recorder) -> web.Application:
-        async def traces(request: web.Request) -> web.Response:
-            export = ExportTraceServiceRequest()
-            export.ParseFromString(await request.read())
-            self.headers.append(dict(request.headers))
-            for resource_spans in export.resource_spans:
-                for scope_spans in resource_spans.scope_spans:
-                    self.spans.extend(scope_spans.spans)
-            return web.Response(body=b"", content_type="application/x-protobuf")
+    async def receive(self, request: web.Request) -> web.Response:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(await request.read())
+        self.headers.append(dict(request.headers))
+        for resource_spans in export.resource_spans:
+            for scope_spans in resource_spans.scope_spans:
+                self.spans.extend(scope_spans.spans)
+        return web.Response(body=b"", content_type="application/x-protobuf")
 
+    def app(self, _recorder) -> web.Application:
         app = web.Application()
-        app.router.add_post("/v1/traces", traces)
+        app.router.add_post("/v1/traces", self.receive)
         return app
 
     def wait(self, predicate, timeout: float = 10.0) -> list:

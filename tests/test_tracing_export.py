@@ -18,36 +18,21 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import MASTER_KEY, MockHost, free_port, gateway_config, start_gateway
+from tests.test_tracing import Collector
 
 
-class JsonCollector:
-    def __init__(self) -> None:
-        self.spans: list[dict] = []
-        self.headers: list[dict[str, str]] = []
+class JsonCollector(Collector):
+    """The same receiver for ``http/json`` exports (OTLP/JSON)."""
 
-    def app(self, _recorder) -> web.Application:
-        async def traces(request: web.Request) -> web.Response:
-            self.headers.append(dict(request.headers))
-            if request.content_type != "application/json":
-                return web.Response(status=415)
-            body = json.loads(await request.read())
-            for resource_spans in body["resourceSpans"]:
-                for scope_spans in resource_spans["scopeSpans"]:
-                    self.spans.extend(scope_spans["spans"])
-            return web.json_response({})
-
-        app = web.Application()
-        app.router.add_post("/v1/traces", traces)
-        return app
-
-    def wait(self, predicate, timeout: float = 10.0) -> list[dict]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [s for s in self.spans if predicate(s)]
-            if found:
-                return found
-            time.sleep(0.05)
-        raise AssertionError("no such span arrived")
+    async def receive(self, request: web.Request) -> web.Response:
+        self.headers.append(dict(request.headers))
+        if request.content_type != "application/json":
+            return web.Response(status=415)
+        body = json.loads(await request.read())
+        for resource_spans in body["resourceSpans"]:
+            for scope_spans in resource_spans["scopeSpans"]:
+                self.spans.extend(scope_spans["spans"])
+        return web.json_response({})
 
 
 def attrs(span: dict) -> dict:
