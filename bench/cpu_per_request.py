@@ -6,6 +6,8 @@ docs/performance.md "Where the time goes".
     .venv/bin/python bench/cpu_per_request.py --config A.yaml --config B.yaml --rounds 4
     .venv/bin/python bench/cpu_per_request.py --connections 1 --virtual-key
     .venv/bin/python bench/cpu_per_request.py --stream --lockgate-bin /path/to/other/lockgate
+    .venv/bin/python bench/cpu_per_request.py --lockgate-bin A/lockgate --lockgate-bin B/lockgate  # A/B
+    .venv/bin/python bench/cpu_per_request.py --env '' --env 'LOCKGATE_X=1'   # the same build, two environments
 
 Starts the fixed-response nginx of bench.py, then for each round and each configuration (alternating,
 so that the VM's drift hits every configuration alike): starts ``lockgate serve`` pinned to core 0,
@@ -18,6 +20,7 @@ involuntary switches per request.  A configuration file is a LiteLLM-format conf
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -57,11 +60,12 @@ def wrk(port: int, script: str, conns: int, seconds: int) -> dict:
     return bench.parse_wrk(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
 
-def one(args, procs: bench.Procs, workdir: str, config: str, upstream: int) -> str:
+def one(args, procs: bench.Procs, workdir: str, config: str, binary: str, env: str) -> str:
     port = bench.free_port()
-    argv = ["taskset", "-c", bench.GW_CORE, args.lockgate_bin, "serve", "--config", config,
+    argv = ["taskset", "-c", bench.GW_CORE, binary, "serve", "--config", config,
             "--host", bench.HOST, "--port", str(port), "--workers", "1"]
-    proc = procs.spawn(argv, os.path.join(workdir, "gateway.log"))
+    environ = dict(os.environ, **dict(pair.split("=", 1) for pair in env.split(",") if pair))
+    proc = procs.spawn(argv, os.path.join(workdir, "gateway.log"), env=environ, cwd=workdir)
     try:
         if bench.wait_http_200(port, "/health/liveliness", 30, proc) is None:
             raise RuntimeError("the gateway did not start; see " + os.path.join(workdir, "gateway.log"))
@@ -76,7 +80,9 @@ def one(args, procs: bench.Procs, workdir: str, config: str, upstream: int) -> s
     finally:
         procs.stop(proc)
     n = max(1, res.get("requests") or 0)
-    line = [f"{os.path.basename(config):28s} {res.get('rps', 0):8,.0f} req/s  p50 {res.get('p50_ms', 0):.3f}"
+    label = " ".join(part for part in (os.path.basename(config), binary if len(args.lockgate_bin) > 1 else "",
+                                        env) if part)
+    line = [f"{label:28s} {res.get('rps', 0):8,.0f} req/s  p50 {res.get('p50_ms', 0):.3f}"
             f"  p99 {res.get('p99_ms', 0):.3f} ms"]
     for tid, (name, ticks, vol, invol) in sorted(after.items()):
         if tid not in before:
@@ -98,15 +104,19 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--virtual-key", action="store_true", help="requests use a key made with /key/generate")
     ap.add_argument("--stream", action="store_true", help="streamed requests (the bench-stream model's SSE answer)")
-    ap.add_argument("--lockgate-bin", default=os.path.join(bench.REPO, ".venv", "bin", "lockgate"))
+    ap.add_argument("--lockgate-bin", action="append",
+                    help="lockgate executable(s) to compare (default: this checkout's .venv)")
+    ap.add_argument("--env", action="append", help="environment variant(s) to compare: NAME=VALUE[,NAME=VALUE]")
     args = ap.parse_args()
+    args.lockgate_bin = args.lockgate_bin or [os.path.join(bench.REPO, ".venv", "bin", "lockgate")]
     workdir = tempfile.mkdtemp(prefix="lockgate-cpu-")
     procs = bench.Procs(os.path.join(workdir, "pids"))
     try:
         upstream = bench.free_port()
         bench.start_nginx(procs, workdir, upstream)
-        configs = []
-        for i, path in enumerate(args.config or [None]):
+        runs = []  # (config, binary, environment), each in its own directory (its own database)
+        for i, (path, binary, env) in enumerate(itertools.product(args.config or [None], args.lockgate_bin,
+                                                                  args.env or [""])):
             target = os.path.join(workdir, f"config-{i}", os.path.basename(path) if path else "gateway-config.yaml")
             os.makedirs(os.path.dirname(target))
             if path is None:
@@ -116,10 +126,10 @@ def main() -> int:
                     text = re.sub("__UPSTREAM__", str(upstream), f.read())
                 with open(target, "w") as f:
                     f.write(text)
-            configs.append(target)
+            runs.append((target, binary, env))
         for r in range(args.rounds):
-            for config in configs:
-                print(f"[round {r + 1}] " + one(args, procs, os.path.dirname(config), config, upstream), flush=True)
+            for config, binary, env in runs:
+                print(f"[round {r + 1}] " + one(args, procs, os.path.dirname(config), config, binary, env), flush=True)
                 time.sleep(0.5)
     finally:
         procs.stop_all()
