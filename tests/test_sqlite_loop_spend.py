@@ -1,12 +1,11 @@
-"""The embedded SQLite's spend batches (state/sqlite_spend.py), on a real file: the writer's fresh
-batches go to the writer process (sqlite_writer.py), a backlog is written on the loop in chunks;
-every way that can fail falls back to the thread path with each record counted once."""
+"""The embedded SQLite's spend batches on the event loop (state/sqlite_spend.py), on a real file:
+the writer's fresh batches are written on the loop in chunks; every way that can fail falls back
+to the thread path with each record counted once."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
 import threading
 
 import pytest
@@ -52,97 +51,9 @@ async def key_spend(store) -> float:  # noqa: ANN001
     return (await store.principal_for_key("k" * 64)).key.limits.spend
 
 
-def nice_of(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[16])
-
-
-async def test_the_writers_batches_go_to_the_writer_process(store, tmp_path, thread_applies):
-    spend = store._sqlite_spend
-    writer = SpendWriter(store, tmp_path / "journal", interval=60)
-    for i in range(10):
-        writer.append(record(i, spend=0.5))
-    assert await writer.flush_once() == 10
-    assert spend.process_rows == 10 and spend.loop_rows == 0 and thread_applies == []
-    assert rows_in(tmp_path / "lockgate.db") == 10
-    assert await key_spend(store) == pytest.approx(5.0)
-    assert (await store.proxy_budget()).spend == pytest.approx(5.0)
-    assert writer.journal.applied == writer.journal.size
-    proc = spend._proc
-    assert proc is not None and nice_of(proc.pid) == 19  # below every thread of the gateway
-    assert spend._loop_conn is None  # the loop never opened the file for this
-    writer.journal.close()
-    await spend.close()
-    assert proc.returncode == 0  # it ends at the end of its input
-
-
-async def test_a_writer_process_that_dies_sends_the_batch_to_the_thread_and_the_next_starts_another(
-        store, tmp_path, thread_applies):
-    spend = store._sqlite_spend
-    assert await store.apply_spend([record("p1", spend=1.0)], fresh=True) == 1
-    first = spend._proc
-    # a process that takes the next batch and dies without answering (killed, out of memory, ...)
-    spend._proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; sys.stdin.buffer.readline()",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    assert await store.apply_spend([record("p2", spend=1.0)], fresh=True) == 1  # the thread
-    assert thread_applies == [1] and spend._proc is None
-    assert await store.apply_spend([record("p3", spend=1.0)], fresh=True) == 1  # a new process
-    assert spend._proc is not None and spend._proc.pid != first.pid
-    assert spend.process_rows == 2 and thread_applies == [1]
-    assert await key_spend(store) == pytest.approx(3.0)
-    assert rows_in(tmp_path / "lockgate.db") == 3
-    first.stdin.close()
-    await first.wait()
-
-
-async def test_a_lock_held_elsewhere_makes_the_process_wait_while_the_loop_runs(store, tmp_path, thread_applies):
-    assert await store.apply_spend([record("warm", spend=1.0)], fresh=True) == 1  # the process is up
-    other = sqlite3.connect(tmp_path / "lockgate.db", isolation_level=None)
-    other.execute("BEGIN IMMEDIATE")  # another writer (the management API, a second worker) holds the lock
-    ticks = 0
-
-    async def ticker():
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.005)
-
-    tick = asyncio.create_task(ticker())
-    apply = asyncio.create_task(store.apply_spend([record("x", spend=1.0)], fresh=True))
-    await asyncio.sleep(0.1)
-    assert not apply.done() and ticks >= 10  # the process waits for the lock; the loop keeps running
-    other.execute("COMMIT")
-    other.close()
-    assert await apply == 1
-    tick.cancel()
-    assert thread_applies == [] and store._sqlite_spend.process_rows == 2
-    assert await key_spend(store) == pytest.approx(2.0)
-
-
-async def test_cancelled_in_the_process_is_replayed_from_the_journal_exactly_once(store, tmp_path):
-    writer = SpendWriter(store, tmp_path / "journal", interval=60)
-    for i in range(6):
-        writer.append(record(f"q{i}", spend=0.25))
-    flush = asyncio.create_task(writer.flush_once())
-    await asyncio.sleep(0.001)  # the batch is on its way to the process (committed or not: either way)
-    flush.cancel()  # the gateway is stopped mid-batch
-    try:
-        await flush
-    except asyncio.CancelledError:
-        pass
-    writer.journal.close()
-    again = SpendWriter(store, tmp_path / "journal", interval=60)  # the next start replays the journal
-    await again.replay()
-    assert await key_spend(store) == pytest.approx(1.5)
-    assert rows_in(tmp_path / "lockgate.db") == 6
-    again.journal.close()
-
-
-async def test_a_backlog_is_written_on_the_loop_in_chunks(store, tmp_path, thread_applies, monkeypatch):
+async def test_the_writers_batches_are_written_on_the_loop_in_chunks(store, tmp_path, thread_applies, monkeypatch):
     monkeypatch.setattr(sqlite_spend, "LOOP_CHUNK", 4)
     spend = store._sqlite_spend
-    spend.process_max = 10  # a batch this big means the process fell behind
     yields = 0
     original_sleep = asyncio.sleep
 
@@ -158,7 +69,7 @@ async def test_a_backlog_is_written_on_the_loop_in_chunks(store, tmp_path, threa
         writer.append(record(i, spend=0.5))
     assert await writer.flush_once() == 10
     assert yields == 2  # 10 rows in chunks of 4: the loop served other work twice in between
-    assert spend.loop_rows == 10 and spend.process_rows == 0 and thread_applies == []
+    assert spend.loop_rows == 10 and thread_applies == []
     assert rows_in(tmp_path / "lockgate.db") == 10
     assert await key_spend(store) == pytest.approx(5.0)
     assert (await store.proxy_budget()).spend == pytest.approx(5.0)
@@ -170,9 +81,8 @@ async def test_a_backlog_is_written_on_the_loop_in_chunks(store, tmp_path, threa
     writer.journal.close()
 
 
-async def test_a_lock_held_elsewhere_sends_the_loops_batch_to_the_thread_and_the_loop_never_waits(
+async def test_a_lock_held_elsewhere_sends_the_batch_to_the_thread_and_the_loop_never_waits(
         store, tmp_path, thread_applies):
-    store._sqlite_spend.process_max = 0
     other = sqlite3.connect(tmp_path / "lockgate.db", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another writer (the management API, a second worker) holds the lock
     ticks = 0
@@ -201,7 +111,7 @@ async def test_an_id_already_stored_rolls_back_the_loop_batch_and_counts_each_on
     assert await store.apply_spend(batch, fresh=True) == 2  # loop: IntegrityError, rolled back; thread: checked
     assert await key_spend(store) == pytest.approx(3.0)  # dup once, new-1, new-2
     assert rows_in(tmp_path / "lockgate.db") == 3
-    assert thread_applies == [1, 3] and store._sqlite_spend.process_rows == 0
+    assert thread_applies == [1, 3] and store._sqlite_spend.loop_rows == 0
 
 
 async def test_replayed_batches_go_through_the_thread(store, tmp_path, thread_applies):
@@ -212,7 +122,6 @@ async def test_replayed_batches_go_through_the_thread(store, tmp_path, thread_ap
 
 async def test_cancelled_mid_batch_rolls_back_and_the_journal_replays_it(store, tmp_path, monkeypatch):
     monkeypatch.setattr(sqlite_spend, "LOOP_CHUNK", 2)
-    store._sqlite_spend.process_max = 0
     writer = SpendWriter(store, tmp_path / "journal", interval=60)
     for i in range(6):
         writer.append(record(f"c{i}", spend=0.25))
@@ -233,7 +142,6 @@ async def test_cancelled_mid_batch_rolls_back_and_the_journal_replays_it(store, 
 
 async def test_the_wal_is_checkpointed_in_the_thread(store, tmp_path, monkeypatch):
     spend = store._sqlite_spend
-    spend.process_max = 0
     monkeypatch.setattr(spend, "_checkpoint_due", 0.0)
     threads: list[str] = []
     done = threading.Event()

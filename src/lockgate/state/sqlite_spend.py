@@ -1,59 +1,46 @@
 """Spend batches on the embedded SQLite database: plain ``sqlite3``, no SQLAlchemy on this path.
 
-The batched spend writer is the only frequent writer of the embedded database.  Three paths write
+The batched spend writer is the only frequent writer of the embedded database.  Two paths write
 the same rows the SQLAlchemy path (``SQLStore._apply_spend``, used by PostgreSQL) writes:
 
-* **in the writer process** (the usual path, for the writer's fresh batches of fewer than
-  ``PROCESS_BATCH_MAX`` records): the rows and the totals' statements are sent as one JSON line to
-  ``lockgate.sqlite_writer``, a child process at nice 19 that runs them in one transaction and
-  answers.  The event loop only builds the line (~2 µs a row); the B-tree work (~8 µs a row) runs
-  when no thread of the gateway needs the core, and the kernel preempts it the moment one does.
-  A thread cannot do this: it shares the GIL with the loop (tried: p50 at one connection +5-10 %).
-  Measured at one connection against the loop path: p99 -20 to -35 %, p50 a few % lower; at 32
-  connections the same req/s (docs/performance.md).  The process dies with the gateway (end of
-  its input); if it dies first, the batch goes to the thread and the next batch starts another.
-* **on the event loop** (a backlog: a saturated core leaves the process at nice 19 little time,
-  so batches grow; from ``PROCESS_BATCH_MAX`` records the loop writes them itself, and the spend
-  database never falls behind for long): one transaction on a connection of the loop thread, rows
-  inserted ``LOOP_CHUNK`` at a time with a yield to the loop between chunks, then the batch's
-  totals added to every level and COMMIT.  The loop connection never waits for a lock
-  (``busy_timeout`` 0) and never checkpoints the WAL inline (a thread does, about once a second).
+* **on the event loop** (the usual path, for the writer's fresh batches): one transaction on a
+  connection of the loop thread, rows inserted ``LOOP_CHUNK`` at a time with a yield to the loop
+  between chunks, then the batch's totals added to every level and COMMIT.  A row costs ~4-5 µs
+  this way.  In a thread, interleaved with the loop on a busy core, the same insert cost ~21 µs of
+  CPU per row (preempted at every wake-up of the loop, caches cold each time) and added ~20-40 µs
+  to every request at one connection (docs/performance.md).  One row at a time right after each
+  answer was tried too: ~10 µs a row (the answer's work evicts SQLite's pages in between).  The
+  loop connection never waits for a lock (``busy_timeout`` 0) and never checkpoints the WAL
+  inline (a thread does, about once a second), so it cannot stall the loop for long.
 * **in a thread** (the fallback, and replay): a whole batch is one hop to a dedicated thread
   running one ``BEGIN IMMEDIATE`` transaction: existing ids looked up (a replay after a crash
   between apply and checkpoint; skipped for records the writer handed over in memory, which are
   new, unless the insert meets one after all), new rows inserted with one ``executemany``, then
-  one ``UPDATE`` per entity that spent.  Taken for replayed batches and whenever the other paths
-  cannot finish (the lock is held by another writer, an id is already stored, an error, the
-  process gone): their transaction is rolled back first, so a row is never written twice.
+  one ``UPDATE`` per entity that spent.  Taken for replayed batches and whenever the loop path
+  cannot finish (the lock is held by another writer, an id is already stored, an error): the loop
+  transaction is rolled back first, so a row is never written twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sqlite3
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..governance.types import SpendRecord
 from . import rollup
 from .timetext import utc_text
-
-log = logging.getLogger("lockgate.spend")
 
 COLUMNS = ("request_id", "api_key", "user_id", "team_id", "organization_id", "end_user", "model_group", "model",
            "deployment_id", "provider", "route", "prompt_tokens", "completion_tokens", "cached_tokens", "spend",
            "status", "start_time", "end_time", "metadata")
 CHUNK = 500  # ids per lookup (SQLite's default limit of bound variables is far above)
 INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-PROCESS_BATCH_MAX = 400  # a larger backlog means the process fell behind (a saturated core): the loop takes it
 LOOP_CHUNK = 32  # rows inserted on the loop between two yields (~150 µs)
 LOOP_BATCH_MAX = 2000  # larger batches (a burst after an outage) go to the thread
 WAL_CHECKPOINT_EVERY = 1.0  # seconds between the thread's passive WAL checkpoints
@@ -81,39 +68,19 @@ class SQLiteSpend:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_lower_priority)
         # the loop path
         self._loop_conn: sqlite3.Connection | None = None
-        self._busy = False  # a batch is in flight: a loop transaction open between its chunks, or in the process
+        self._loop_busy = False  # a loop transaction is open (between its chunks)
         self._checkpoint_due = time.monotonic() + WAL_CHECKPOINT_EVERY
         self._checkpointing = False
         self.loop_rows = 0  # rows committed by the loop path (tests)
-        # the writer process (sqlite_writer.py), started with the first batch
-        self._proc: asyncio.subprocess.Process | None = None
-        self.process_max = PROCESS_BATCH_MAX
-        self.process_rows = 0  # rows committed by the writer process (tests)
-        self._closed = False
 
     async def apply(self, records: list[SpendRecord], fresh: bool = False) -> int:
-        if fresh and not self._busy:
-            if len(records) < self.process_max:
-                done = await self._apply_in_process(records)
-            elif len(records) <= LOOP_BATCH_MAX:
-                done = await self._apply_on_loop(records)
-            else:
-                done = None
+        if fresh and not self._loop_busy and len(records) <= LOOP_BATCH_MAX:
+            done = await self._apply_on_loop(records)
             if done is not None:
                 return done
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, records, fresh)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None and proc.stdin is not None:
-            proc.stdin.close()  # it ends at the end of its input, after the batch in hand
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                proc.kill()
+    def close(self) -> None:
         if self._loop_conn is not None:
             self._loop_conn.close()
             self._loop_conn = None
@@ -126,53 +93,10 @@ class SQLiteSpend:
         self._thread.submit(shut).result()
         self._thread.shutdown()
 
-    # -- the writer process
-    async def _apply_in_process(self, records: list[SpendRecord]) -> int | None:
-        """The writer's fresh batch in the writer process; None: not written, use the thread."""
-        rows = _unique(records)
-        statements = [(INSERT, rows), *totals_statements(self.totals(rows), self.updated_at)]
-        line = orjson.dumps(statements, default=tuple, option=orjson.OPT_APPEND_NEWLINE)
-        self._busy = True
-        try:
-            proc = await self._writer_process()
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(line)
-            await proc.stdin.drain()
-            answer = await proc.stdout.readline()
-        except OSError:  # the pipe broke: the process is gone
-            answer = b""
-        except BaseException:  # cancelled mid-batch: its answer would be out of step with the next batch
-            self._stop_process()
-            raise
-        finally:
-            self._busy = False
-        if not answer:  # the process ended: the next batch starts another
-            self._stop_process()
-            return None
-        reply = orjson.loads(answer)
-        if reply[0] == "ok":
-            self.process_rows += len(rows)
-            return len(rows)
-        if reply[0] == "error":
-            log.warning("spend writer process: %s", reply[1])
-        return None
-
-    async def _writer_process(self) -> asyncio.subprocess.Process:
-        if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-m", "lockgate.sqlite_writer", self.path,
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        return self._proc
-
-    def _stop_process(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            proc.kill()
-
     # -- the loop path
     async def _apply_on_loop(self, records: list[SpendRecord]) -> int | None:
         """The writer's fresh batch in one loop transaction; None: rolled back, use the thread."""
-        self._busy = True
+        self._loop_busy = True
         try:
             conn = self._loop_connection()
             rows = _unique(records)
@@ -190,7 +114,7 @@ class SQLiteSpend:
             self._rollback()
             raise
         finally:
-            self._busy = False
+            self._loop_busy = False
         self.loop_rows += len(rows)
         self._maybe_checkpoint()
         return len(rows)
@@ -286,29 +210,22 @@ def _unique(records: list[SpendRecord]) -> list[SpendRecord]:
 
 def _add_totals(conn: sqlite3.Connection, totals: Any, updated_at: dict[str, bool]) -> None:
     """A batch's spend added to every level, inside the caller's transaction."""
-    for sql, params in totals_statements(totals, updated_at):
-        conn.executemany(sql, params)
-
-
-def totals_statements(totals: Any, updated_at: dict[str, bool]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """The statements that add a batch's spend to every level: ``(sql, [params, ...])`` each."""
     now = utc_text(totals.now)
-    out: list[tuple[str, list[tuple[Any, ...]]]] = []
-    if totals.customers:  # end users are created on first spend, as LiteLLM does
-        out.append(("INSERT INTO customers (user_id, spend, models, metadata, blocked, created_at, updated_at) "
-                    "VALUES (?, 0.0, '[]', '{}', 0, ?, ?) ON CONFLICT (user_id) DO NOTHING",
-                    [(customer, now, now) for customer in totals.customers]))
+    for customer in totals.customers:  # end users are created on first spend, as LiteLLM does
+        conn.execute("INSERT INTO customers (user_id, spend, models, metadata, blocked, created_at, updated_at) "
+                     "VALUES (?, 0.0, '[]', '{}', 0, ?, ?) ON CONFLICT (user_id) DO NOTHING",
+                     (customer, now, now))
     for table, pk, ident, amount in totals.entities:
         if updated_at.get(table):
-            out.append((f"UPDATE {table} SET spend = spend + ?, updated_at = ? WHERE {pk} = ?", [(amount, now, ident)]))
+            conn.execute(f"UPDATE {table} SET spend = spend + ?, updated_at = ? WHERE {pk} = ?",
+                         (amount, now, ident))
         else:
-            out.append((f"UPDATE {table} SET spend = spend + ? WHERE {pk} = ?", [(amount, ident)]))
-    if totals.key_models:
-        out.append(("INSERT INTO key_model_spend (token_hash, model, spend) VALUES (?, ?, ?) "
-                    "ON CONFLICT (token_hash, model) DO UPDATE SET spend = spend + excluded.spend",
-                    list(totals.key_models)))
+            conn.execute(f"UPDATE {table} SET spend = spend + ? WHERE {pk} = ?", (amount, ident))
+    for token_hash, model, amount in totals.key_models:
+        conn.execute("INSERT INTO key_model_spend (token_hash, model, spend) VALUES (?, ?, ?) "
+                     "ON CONFLICT (token_hash, model) DO UPDATE SET spend = spend + excluded.spend",
+                     (token_hash, model, amount))
     if totals.total:
-        out.append(("UPDATE proxy_budget SET spend = spend + ?, updated_at = ? WHERE id = 1", [(totals.total, now)]))
+        conn.execute("UPDATE proxy_budget SET spend = spend + ?, updated_at = ? WHERE id = 1", (totals.total, now))
     if totals.buckets:
-        out.append((rollup.UPSERT_SQL, list(totals.buckets)))
-    return out
+        conn.executemany(rollup.UPSERT_SQL, totals.buckets)

@@ -194,7 +194,7 @@ class SQLStore:
 
     async def close(self) -> None:
         if self._sqlite_spend is not None:
-            await self._sqlite_spend.close()
+            self._sqlite_spend.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
