@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime, timezone
 
 from lockgate.governance.types import SpendRecord
+from lockgate.state import journal
 from lockgate.state.journal import decode, encode, open_journal
 from lockgate.state.spend_writer import SpendWriter
 from lockgate.state.timetext import utc_text
@@ -125,7 +126,7 @@ async def test_rotation_after_everything_applied(tmp_path):
     for _ in range(5):
         writer.append(record())
     await writer.flush_once()
-    assert writer.journal.size == 0 and os.path.getsize(writer.journal.path) == 0
+    assert writer.journal.size == 0 and writer.journal.path.read_bytes().strip(b"\0") == b""  # no record left
     writer.append(record())
     await writer.flush_once()
     assert len(store.rows) == 6
@@ -137,13 +138,92 @@ async def test_torn_last_line_is_not_applied_until_complete(tmp_path):
     writer = SpendWriter(store, tmp_path)
     r = record()
     data = encode(r)
-    os.write(writer.journal.fd, data[:20])
-    writer.journal.size += 20
+    writer.journal.write(data[:20])
     assert await writer.flush_once() == 0
-    os.write(writer.journal.fd, data[20:])
-    writer.journal.size += len(data) - 20
+    writer.journal.write(data[20:])
     assert await writer.flush_once() == 1
     await writer.close()
+
+
+async def test_a_journal_reopened_after_a_crash_finds_its_records_before_the_zeros(tmp_path):
+    first = open_journal(tmp_path)
+    records = [record() for _ in range(3)]
+    for r in records:
+        first.append(r)
+    first.close()  # the process died: nothing applied
+    assert len(first.path.read_bytes()) >= journal.GROW  # the file runs ahead of its records, zero-filled
+    store = FakeStore()
+    writer = SpendWriter(store, tmp_path)
+    assert writer.journal.size == sum(len(encode(r)) for r in records)
+    assert await writer.replay() == 3
+    assert set(store.rows) == {r.request_id for r in records}
+    await writer.close()
+
+
+async def test_a_record_torn_by_a_crash_is_ended_so_the_next_ones_stay_whole(tmp_path):
+    first = open_journal(tmp_path)
+    whole, torn, after = record(), record(), record()
+    first.append(whole)
+    first.write(encode(torn)[:25])  # the copy stopped mid-record
+    first.close()
+    store = FakeStore()
+    writer = SpendWriter(store, tmp_path)
+    writer.append(after)
+    assert await writer.replay() == 2  # the torn line is skipped, the record after it is read whole
+    assert set(store.rows) == {whole.request_id, after.request_id}
+    await writer.close()
+
+
+async def test_the_map_grows_with_the_journal(tmp_path, monkeypatch):
+    import mmap
+
+    monkeypatch.setattr(journal, "GROW", mmap.PAGESIZE)
+    store = FakeStore()
+    writer = SpendWriter(store, tmp_path, rotate_bytes=1 << 30)
+    records = [record() for _ in range(200)]  # ~80 KB: several times the first map
+    for r in records:
+        writer.append(r)
+    assert writer.journal.size > 10 * mmap.PAGESIZE
+    assert await writer.flush_once() == 200
+    assert set(store.rows) == {r.request_id for r in records}
+    writer.journal.close()
+    again = open_journal(tmp_path)  # everything is in the file, in order
+    assert again.size == writer.journal.size and again.applied == again.size
+    again.close()
+
+
+def test_a_journal_of_the_os_write_era_is_read_to_its_end(tmp_path):
+    """Files written with ``os.write`` (no zeros after the records) are read whole."""
+    records = [record() for _ in range(2)]
+    (tmp_path / "spend-0.jsonl").write_bytes(b"".join(encode(r) for r in records))
+    j = open_journal(tmp_path)
+    assert j.size == sum(len(encode(r)) for r in records)
+    assert [r.request_id for r in j.pending()[0]] == [r.request_id for r in records]
+    j.close()
+
+
+def test_records_survive_kill_9_of_the_writing_process(tmp_path):
+    """The map is the page cache: records copied in are there for the next process, no close, no sync."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from lockgate.state.journal import open_journal\n"
+        "from tests.test_spend_journal import record\n"
+        "j = open_journal(Path(sys.argv[1]))\n"
+        "for i in range(50):\n"
+        "    j.append(record(spend=float(i)))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=os.getcwd(), timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    j = open_journal(tmp_path)
+    records, _ = j.pending()
+    assert [r.spend for r in records] == [float(i) for i in range(50)]
+    j.close()
 
 
 def test_the_first_journal_format_is_still_replayed():
