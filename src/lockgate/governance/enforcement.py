@@ -167,7 +167,7 @@ class Governance:
             interval=float(opts.get("spend_batch_interval_ms",
                                     100 if getattr(self.store, "dialect", "") == "postgresql" else 10)) / 1000,
             batch_size=int(opts.get("spend_batch_size", 500)),
-            rotate_bytes=int(opts.get("spend_journal_rotate_mb", 8) * 1024 * 1024),
+            rotate_bytes=int(float(opts.get("spend_journal_rotate_mb", 1)) * 1024 * 1024),
         )
         await self.writer.replay()
         self.writer.start()

@@ -30,7 +30,7 @@ class SpendWriter:
         *,
         interval: float = 0.1,
         batch_size: int = 500,
-        rotate_bytes: int = 8 << 20,
+        rotate_bytes: int = 1 << 20,
         max_backoff: float = 10.0,
     ) -> None:
         self.store = store
