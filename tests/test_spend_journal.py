@@ -192,6 +192,35 @@ async def test_the_map_grows_with_the_journal(tmp_path, monkeypatch):
     again.close()
 
 
+def _mapped_rss_kb(path) -> int:  # noqa: ANN001
+    rss, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if "-" in line.split(" ", 1)[0] and not line.startswith(("Rss", "Size")):
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                rss += int(line.split()[1])
+    return rss
+
+
+def test_a_journal_that_keeps_growing_leaves_the_process_memory_but_not_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal, "RELEASE", 256 << 10)
+    j = open_journal(tmp_path)
+    for i in range(8000):  # ~2 MB, never applied (a database outage)
+        j.append(record(spend=float(i)))
+    assert j.size > 6 * journal.RELEASE
+    assert _mapped_rss_kb(j.path) * 1024 <= journal.RELEASE + 2 * 4096  # only the last pages are resident
+    j.close()
+    again = open_journal(tmp_path)
+    got: list[float] = []
+    while again.applied < again.size:
+        batch, end = again.pending()
+        got.extend(r.spend for r in batch)
+        again.checkpoint(end)
+    assert got == [float(i) for i in range(8000)]  # every record, in order, in the file
+    again.close()
+
+
 def test_a_journal_of_the_os_write_era_is_read_to_its_end(tmp_path):
     """Files written with ``os.write`` (no zeros after the records) are read whole."""
     records = [record() for _ in range(2)]
