@@ -5,23 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-
 from ..errors import BadRequest, LockgateError
-from .auth import Caller, authenticate
+from .auth import Caller
+from .call import Call, Route
+from .schemas import ServicesQuery
 
-router = APIRouter()
 SERVICES = ("slack", "webhook", "email")
 
 
-@router.get("/health/services", tags=["health"])
-async def services(request: Request, service: str | None = None, caller: Caller = Depends(authenticate)
-                   ) -> dict[str, Any]:
+async def services(call: Call, caller: Caller, query: ServicesQuery) -> dict[str, Any]:
     """Send a test alert through ``service`` now and say whether its receiver took it."""
+    service = query.service
     caller.require_admin("send test alerts")
     if service not in SERVICES:
         raise BadRequest(f"service must be one of {', '.join(SERVICES)}", param="service", code="unknown_service")
-    alerts = getattr(request.app.state.gateway, "alerts", None)
+    alerts = getattr(call.gateway, "alerts", None)
     if alerts is None or service not in alerts.settings.channels:
         raise BadRequest(f"{service} alerts are not configured (general_settings.alerting: [{service}])",
                          param="service", code="service_not_configured")
@@ -35,3 +33,8 @@ async def services(request: Request, service: str | None = None, caller: Caller 
         raise LockgateError(f"the {service} receiver did not take the test alert: {result['message']}", status=502,
                             code="alert_delivery_failed")
     return result
+
+
+ROUTES = (
+    Route("GET", "/health/services", services, "health", query=ServicesQuery),
+)

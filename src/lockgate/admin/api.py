@@ -1,90 +1,102 @@
-"""The management API's FastAPI app: routers, error handlers (see the package docstring)."""
+"""The management API's ASGI app: find the route, authenticate, read and validate the input, run the
+handler, answer JSON (see the package docstring).
+
+Each route module ends with a ``ROUTES`` tuple of ``call.Route``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException
+import msgspec
+import orjson
 
-from .. import __version__
 from ..errors import LockgateError
-from . import alerts, cache, entities, guardrails, keys, spend
+from ..http import Receive, Scope, Send, read_body, send_bytes
+from . import alerts, cache, docs, entities, guardrails, keys, spend
+from .auth import Caller, authenticate
+from .call import Call, Route
+from .schemas import decode, problem, query
+
+if TYPE_CHECKING:
+    from ..gateway import Gateway
+
+log = logging.getLogger("lockgate.admin")
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code or str(status)}}
-    return JSONResponse(body, status_code=status, headers=headers)
+def all_routes() -> tuple[Route, ...]:
+    return (*keys.ROUTES, *entities.ROUTES, *spend.ROUTES, *cache.ROUTES, *guardrails.ROUTES, *alerts.ROUTES)
 
 
-DOC_ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css")
+def _default(value: object) -> object:
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(type(value).__name__)
 
 
-def _offline_docs(app: FastAPI) -> None:
-    """Swagger UI at ``/docs`` from the assets bundled in ``swagger-ui-bundle-v2`` (no CDN: works offline)."""
-    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-    from starlette.responses import FileResponse, HTMLResponse
-    from swagger_ui_bundle import swagger_ui_path
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="Lockgate management API",
-                                   oauth2_redirect_url="/docs/oauth2-redirect",
-                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="")
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def oauth2_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
-
-    @app.get("/docs/assets/{name}", include_in_schema=False)
-    async def asset(name: str) -> FileResponse:
-        if name not in DOC_ASSETS:
-            raise HTTPException(404)
-        return FileResponse(str(swagger_ui_path / name))
+def error_body(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code or str(status)}})
 
 
-def create_admin_app(gateway: Any) -> FastAPI:
-    app = FastAPI(title="Lockgate management API", version=__version__, docs_url=None,
-                  openapi_url="/openapi.json", redoc_url=None)
-    app.state.gateway = gateway
-    for module in (keys, entities, spend, cache, guardrails, alerts):
-        app.include_router(module.router)
-    _offline_docs(app)
+class AdminApp:
+    """ASGI: route -> authenticate (401 before any body is read) -> body (bounded) or query -> handler."""
 
-    @app.exception_handler(LockgateError)
-    async def lockgate_error(request: Request, exc: LockgateError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.type, exc.param, exc.code, exc.headers)
+    def __init__(self, gateway: Gateway, body_limit: int) -> None:
+        self.gateway = gateway
+        self.body_limit = body_limit
+        self.routes: dict[str, dict[str, Route]] = {}
+        for route in all_routes():
+            self.routes.setdefault(route.path, {})[route.method] = route
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
-        loc = [p for p in loc if "[" not in p and not p[:1].isupper()]  # drop union tags ("Member", "list[Member]")
-        field = ".".join(loc) or "body"
-        message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        if first.get("type") == "missing":
-            text = f"missing required field '{field}'"
-        elif first.get("type") == "json_invalid":
-            text, field = "request body is not valid JSON", "body"
-        else:
-            text = f"field '{field}': {message}"
-        return _error(400, text, "invalid_request_error", field)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        methods = self.routes.get(path)
+        if methods is None:
+            served = await docs.serve(self, path, method, send)
+            if not served:
+                await self._answer(send, 404, error_body(404, f"no route {method} {path}", "not_found_error"))
+            return
+        route = methods.get(method)
+        if route is None:
+            await self._answer(send, 405, error_body(405, f"no route {method} {path}", "invalid_request_error"))
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            caller = await authenticate(self.gateway, headers, path)  # roles are checked by each route
+            call = Call(self.gateway, method, path, headers, scope["client"][0] if scope.get("client") else None)
+            result = await self._run(route, call, caller, headers, scope, receive)
+            body, status = orjson.dumps(result, default=_default, option=orjson.OPT_NON_STR_KEYS), 200
+        except LockgateError as err:
+            body, status = error_body(err.status, err.message, err.type, err.param, err.code), err.status
+            await self._answer(send, status, body, err.headers)
+            return
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            field, message = problem(exc)
+            body, status = error_body(400, message, "invalid_request_error", field), 400
+        except Exception as exc:  # the store failing, ...: the management API's own 500, no traceback to the caller
+            log.error("management API error on %s", path, exc_info=exc)
+            body, status = error_body(500, "internal error in the management API", "api_error"), 500
+        await self._answer(send, status, body)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        type_ = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        message = f"no route {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
-        return _error(exc.status_code, message, type_)
+    async def _run(self, route: Route, call: Call, caller: Caller, headers: dict[str, str], scope: Scope,
+                   receive: Receive) -> dict[str, Any]:
+        if route.body is not None:
+            raw = await read_body(receive, self.body_limit, headers.get("content-length"))
+            return await route.handler(call, caller, decode(route.body, raw))
+        if route.query is not None:
+            params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            return await route.handler(call, caller, query(route.query, params))
+        return await route.handler(call, caller)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        import logging
-
-        logging.getLogger("lockgate.admin").error("management API error on %s", request.url.path, exc_info=exc)
-        return _error(500, "internal error in the management API", "api_error")
-
-    return app
+    @staticmethod
+    async def _answer(send: Send, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        extra = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        await send_bytes(send, status, body, extra)

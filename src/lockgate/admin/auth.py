@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Request
-
 from ..errors import AuthenticationError, PermissionDenied
 from ..pipeline import presented_key
 
 if TYPE_CHECKING:
     from ..auth.jwt_auth import JWTAuth
+    from ..gateway import Gateway
 
 PROXY_ADMIN = "proxy_admin"
 PROXY_ADMIN_VIEWER = "proxy_admin_viewer"
@@ -93,10 +92,9 @@ class Caller:
         return f"role {self.role or 'none'}"
 
 
-async def authenticate(request: Request) -> Caller:
-    gateway = request.app.state.gateway
+async def authenticate(gateway: Gateway, headers: dict[str, str], path: str) -> Caller:
+    """The caller of a management request, from its (lower-cased) headers."""
     master = gateway.settings.master_key
-    headers = {k.lower(): v for k, v in request.headers.items()}
     key = presented_key(headers)
     if master is None and not key:
         return Caller(id="master", role=PROXY_ADMIN)  # no master key configured: the gateway is open
@@ -106,8 +104,10 @@ async def authenticate(request: Request) -> Caller:
         return Caller(id="master", role=PROXY_ADMIN)
     jwt_auth = gateway.governance.jwt if gateway.governance is not None else None
     if jwt_auth is not None and key.startswith("eyJ") and key.count(".") == 2:  # a JWT (docs/sso.md)
-        return await _jwt_caller(gateway, jwt_auth, key, request.url.path)
+        return await _jwt_caller(gateway, jwt_auth, key, path)
     store = gateway.store
+    if store is None:
+        raise AuthenticationError("invalid API key")
     token_hash = hash_key(key)
     principal = await store.principal_for_key(token_hash)
     if principal is None:
@@ -128,7 +128,7 @@ async def authenticate(request: Request) -> Caller:
                   user_id=user.id if user is not None else None, token_hash=token_hash, team_roles=team_roles)
 
 
-async def _jwt_caller(gateway: Any, jwt_auth: JWTAuth, token: str, path: str) -> Caller:
+async def _jwt_caller(gateway: Gateway, jwt_auth: JWTAuth, token: str, path: str) -> Caller:
     """A JWT on the management API: its admin scope makes a proxy admin, else the user it names (their role
     and team roles); admin_allowed_routes / team_allowed_routes bound the paths (auth/jwt_auth.py)."""
     principal = await jwt_auth.principal(token)
@@ -137,7 +137,7 @@ async def _jwt_caller(gateway: Any, jwt_auth: JWTAuth, token: str, path: str) ->
     if user is not None and user.blocked:
         raise AuthenticationError("this token's user is blocked", code="user_blocked")
     user_id = principal.key.user_id
-    team_roles = await gateway.store.memberships(user_id) if user_id else {}
+    team_roles = await gateway.store.memberships(user_id) if user_id and gateway.store is not None else {}
     subject = principal.key.metadata.get("jwt_subject")
     return Caller(id=user_id or f"jwt:{subject or 'anonymous'}", role=user.role if user is not None else None,
                   user_id=user_id, team_roles=team_roles)

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-
 from ..cache.backends import CacheError
 from ..errors import BadRequest, LockgateError, NotFound
-from .auth import Caller, authenticate
+from .auth import Caller
+from .call import Call, Route
 from .schemas import Body
-
-router = APIRouter()
 
 
 class CacheDelete(Body):
@@ -23,18 +20,17 @@ class CacheFlush(Body):
     scope: str | None = None
 
 
-def _cache(request: Request) -> Any:
-    cache = getattr(request.app.state.gateway, "cache", None)
+def _cache(call: Call) -> Any:
+    cache = getattr(call.gateway, "cache", None)
     if cache is None:
         raise NotFound("the response cache is not configured (litellm_settings.cache: true)", code="cache_off")
     return cache
 
 
-@router.get("/cache/ping", tags=["cache"])
-async def ping(request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def ping(call: Call, caller: Caller) -> dict[str, Any]:
     """Whether the cache's backend answers, its type and counters."""
     caller.require_admin("ping the cache")
-    cache = _cache(request)
+    cache = _cache(call)
     try:
         await cache.ping()
     except CacheError as exc:
@@ -44,11 +40,10 @@ async def ping(request: Request, caller: Caller = Depends(authenticate)) -> dict
             "stats": cache.backend.stats()}
 
 
-@router.post("/cache/delete", tags=["cache"])
-async def delete(body: CacheDelete, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def delete(call: Call, caller: Caller, body: CacheDelete) -> dict[str, Any]:
     """Delete entries by the keys answers carried in ``x-litellm-cache-key``."""
     caller.require_admin("delete cache entries")
-    cache = _cache(request)
+    cache = _cache(call)
     if any("/" not in key for key in body.keys):
         raise BadRequest("each key is a cache key as sent in x-litellm-cache-key (<scope>/<digest>)", param="keys")
     try:
@@ -58,21 +53,19 @@ async def delete(body: CacheDelete, request: Request, caller: Caller = Depends(a
     return {"status": "success", "deleted": deleted}
 
 
-@router.post("/cache/flushall", tags=["cache"])
-async def flushall(request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def flushall(call: Call, caller: Caller) -> dict[str, Any]:
     """Every entry of this cache's namespace (nothing else in Redis)."""
-    return await _flush(request, caller, None)
+    return await _flush(call, caller, None)
 
 
-@router.post("/cache/flush", tags=["cache"])
-async def flush(body: CacheFlush, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def flush(call: Call, caller: Caller, body: CacheFlush) -> dict[str, Any]:
     """One tenant scope's entries (``team:<id>``, ``key:<hash prefix>``, ``global``), or all with no scope."""
-    return await _flush(request, caller, body.scope)
+    return await _flush(call, caller, body.scope)
 
 
-async def _flush(request: Request, caller: Caller, scope: str | None) -> dict[str, Any]:
+async def _flush(call: Call, caller: Caller, scope: str | None) -> dict[str, Any]:
     caller.require_admin("flush the cache")
-    cache = _cache(request)
+    cache = _cache(call)
     if scope is not None and (not scope or "/" in scope):
         raise BadRequest("scope is team:<id>, key:<hash prefix>, master, anonymous or global", param="scope")
     try:
@@ -80,3 +73,11 @@ async def _flush(request: Request, caller: Caller, scope: str | None) -> dict[st
     except CacheError as exc:
         raise LockgateError(str(exc), status=503, code="cache_unreachable") from None
     return {"status": "success", "deleted": deleted, "scope": scope}
+
+
+ROUTES = (
+    Route("GET", "/cache/ping", ping, "cache"),
+    Route("POST", "/cache/delete", delete, "cache", body=CacheDelete),
+    Route("POST", "/cache/flushall", flushall, "cache"),
+    Route("POST", "/cache/flush", flush, "cache", body=CacheFlush),
+)

@@ -8,23 +8,21 @@ import math
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from fastapi import Request
-
 from ..errors import BadRequest
 from ..state import Audit
 from .auth import Caller
+from .call import Call
 
 log = logging.getLogger("lockgate.admin")
 
 
-def audit_of(request: Request, caller: Caller) -> Audit:
-    client = request.client.host if request.client else None
-    return Audit(changed_by=caller.id, ip=client, user_agent=request.headers.get("user-agent"))
+def audit_of(call: Call, caller: Caller) -> Audit:
+    return Audit(changed_by=caller.id, ip=call.client, user_agent=call.headers.get("user-agent"))
 
 
-async def notify(request: Request, kind: str, ident: str) -> None:
+async def notify(call: Call, kind: str, ident: str) -> None:
     """Tell the enforcement side (``gateway.change_listeners``) that ``kind``/``ident`` changed."""
-    for listener in list(request.app.state.gateway.change_listeners):
+    for listener in list(call.gateway.change_listeners):
         try:
             result = listener(kind, ident)
             if inspect.isawaitable(result):
@@ -33,9 +31,9 @@ async def notify(request: Request, kind: str, ident: str) -> None:
             log.exception("change listener failed for %s", kind)
 
 
-async def reset_spend(request: Request, kind: str, ident: str, row: dict[str, Any]) -> None:
+async def reset_spend(call: Call, kind: str, ident: str, row: dict[str, Any]) -> None:
     """``spend`` was set by an update: restart the running-spend counter from it (before ``notify``)."""
-    governance = request.app.state.gateway.governance
+    governance = call.gateway.governance
     if governance is not None:
         await governance.reset_spend(kind, ident, row)
 

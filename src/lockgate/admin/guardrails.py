@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-
 from ..errors import BadRequest
-from .auth import Caller, authenticate
+from .auth import Caller
+from .call import Call, Route
 from .schemas import Body
-
-router = APIRouter()
 
 
 class ApplyGuardrail(Body):
@@ -19,14 +16,13 @@ class ApplyGuardrail(Body):
     language: str | None = None
 
 
-def _stage(request: Request) -> Any:
-    return getattr(request.app.state.gateway, "guardrails", None)
+def _stage(call: Call) -> Any:
+    return getattr(call.gateway, "guardrails", None)
 
 
-@router.get("/guardrails/list", tags=["guardrails"])
-async def guardrails_list(request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def guardrails_list(call: Call, caller: Caller) -> dict[str, Any]:
     """The configured guardrails: name, type, modes, default_on, guardrail_info (never credentials)."""
-    stage = _stage(request)
+    stage = _stage(call)
     out = []
     for spec in (stage.specs.values() if stage is not None else ()):
         mode: Any = sorted(spec.modes)
@@ -36,11 +32,9 @@ async def guardrails_list(request: Request, caller: Caller = Depends(authenticat
     return {"guardrails": out}
 
 
-@router.post("/guardrails/apply_guardrail", tags=["guardrails"])
-async def apply_guardrail(body: ApplyGuardrail, request: Request,
-                          caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def apply_guardrail(call: Call, caller: Caller, body: ApplyGuardrail) -> dict[str, Any]:
     """Run one guardrail on a text: ``{response_text}`` (masked where it masks); a block is a 400."""
-    stage = _stage(request)
+    stage = _stage(call)
     if stage is None or body.guardrail_name not in stage.specs:
         raise BadRequest(f"unknown guardrail {body.guardrail_name!r} (GET /guardrails/list)", param="guardrail_name")
     from ..guardrails.run import GuardrailBlocked
@@ -58,3 +52,9 @@ async def apply_guardrail(body: ApplyGuardrail, request: Request,
         raise GuardrailBlocked(spec.name, verdict.message or f"found {kinds}")
     return {"response_text": verdict.text,
             "detections": [{"type": d.type, "start": d.start, "end": d.end} for d in verdict.detections]}
+
+
+ROUTES = (
+    Route("GET", "/guardrails/list", guardrails_list, "guardrails"),
+    Route("POST", "/guardrails/apply_guardrail", apply_guardrail, "guardrails", body=ApplyGuardrail),
+)

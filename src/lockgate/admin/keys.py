@@ -7,24 +7,23 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
-
 from ..errors import BadRequest, NotFound
 from ..state import durations
-from .auth import INTERNAL_USER, Caller, authenticate, hash_key, token_hash_of
+from .auth import INTERNAL_USER, Caller, hash_key, token_hash_of
+from .call import Call, Route
 from .common import audit_of, notify, paging, public, reset_spend
 from .schemas import (
     METADATA_FIELDS,
     KeyDelete,
     KeyFields,
     KeyGenerate,
+    KeyInfoQuery,
+    KeyListQuery,
     KeyRef,
     KeyRegenerate,
     KeyUpdate,
     fold_into_metadata,
 )
-
-router = APIRouter(tags=["keys"])
 
 
 def new_raw_key() -> str:
@@ -43,17 +42,17 @@ def key_view(row: dict[str, Any], model_spend: dict[str, float] | None = None) -
     return out
 
 
-async def _load(request: Request, value: str) -> dict[str, Any]:
-    row = await request.app.state.gateway.store.get("key", token_hash_of(value))
+async def _load(call: Call, value: str) -> dict[str, Any]:
+    row = await call.store.get("key", token_hash_of(value))
     if row is None:
         raise NotFound("key not found", code="key_not_found")
     return row
 
 
-async def _check_links(request: Request, caller: Caller, fields: dict[str, Any]) -> None:
+async def _check_links(call: Call, caller: Caller, fields: dict[str, Any]) -> None:
     """Referenced user, team and organization exist, and a non-admin only links keys to themselves and
     to teams they belong to."""
-    store = request.app.state.gateway.store
+    store = call.store
     for field, kind in (("user_id", "user"), ("team_id", "team"), ("organization_id", "organization")):
         if fields.get(field) is not None and await store.get(kind, fields[field]) is None:
             raise BadRequest(f"field '{field}': {kind} {fields[field]!r} does not exist", param=field)
@@ -69,10 +68,10 @@ async def _check_links(request: Request, caller: Caller, fields: dict[str, Any])
     caller.require("spend" not in fields, "set spend")
 
 
-async def _alias_free(request: Request, alias: str | None, own_hash: str | None = None) -> None:
+async def _alias_free(call: Call, alias: str | None, own_hash: str | None = None) -> None:
     if alias is None:
         return
-    for row in await request.app.state.gateway.store.find("key", key_alias=alias):
+    for row in await call.store.find("key", key_alias=alias):
         if row["token_hash"] != own_hash:
             raise BadRequest(f"field 'key_alias': {alias!r} is already used by another key", param="key_alias")
 
@@ -101,55 +100,52 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@router.post("/key/generate")
-async def generate(body: KeyGenerate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
+async def generate(call: Call, caller: Caller, body: KeyGenerate) -> dict[str, Any]:
     fields = fold_into_metadata(body.given(), None)
     if not caller.is_admin:
         caller.require(caller.role == INTERNAL_USER or caller.team_admin_of(fields.get("team_id")),
                        "generate keys")
         fields.setdefault("user_id", caller.user_id)
         caller.require("permissions" not in (fields.get("metadata") or {}), "give a key permissions")
-    await _check_links(request, caller, fields)
-    await _alias_free(request, fields.get("key_alias"))
+    await _check_links(call, caller, fields)
+    await _alias_free(call, fields.get("key_alias"))
     raw = new_raw_key()
     token_hash = hash_key(raw)
-    values = {**KeyFields().model_dump(exclude={"duration", "expires", *METADATA_FIELDS}), **_columns(fields)}
+    values = {**KeyFields().dump("duration", "expires", *METADATA_FIELDS), **_columns(fields)}
     values = _columns(values)
     values.update(token_hash=token_hash, key_name=masked(raw))
-    store = request.app.state.gateway.store
-    row = await store.create("key", values, audit_of(request, caller))
-    await notify(request, "key", token_hash)
+    store = call.store
+    row = await store.create("key", values, audit_of(call, caller))
+    await notify(call, "key", token_hash)
     return {**key_view(row), "key": raw, "token_id": token_hash}
 
 
-@router.post("/key/update")
-async def update_key(body: KeyUpdate, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
-    row = await _load(request, body.key)
+async def update_key(call: Call, caller: Caller, body: KeyUpdate) -> dict[str, Any]:
+    row = await _load(call, body.key)
     caller.require(caller.can_manage_key(row), "update this key")
     fields = fold_into_metadata(body.given("key"), row.get("metadata"))
     caller.require(caller.is_admin or "permissions" not in (fields.get("metadata") or {})
                    or (fields["metadata"]["permissions"] == (row.get("metadata") or {}).get("permissions")),
                    "change a key's permissions")
-    await _check_links(request, caller, fields)
-    await _alias_free(request, fields.get("key_alias"), row["token_hash"])
-    store = request.app.state.gateway.store
-    result = await store.update("key", row["token_hash"], _columns(fields), audit_of(request, caller))
+    await _check_links(call, caller, fields)
+    await _alias_free(call, fields.get("key_alias"), row["token_hash"])
+    store = call.store
+    result = await store.update("key", row["token_hash"], _columns(fields), audit_of(call, caller))
     if result is None:
         raise NotFound("key not found", code="key_not_found")
     if "spend" in fields:
-        await reset_spend(request, "key", row["token_hash"], result[1])
-    await notify(request, "key", row["token_hash"])
+        await reset_spend(call, "key", row["token_hash"], result[1])
+    await notify(call, "key", row["token_hash"])
     return key_view(result[1])
 
 
-@router.post("/key/delete")
-async def delete_keys(body: KeyDelete, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
-    store = request.app.state.gateway.store
+async def delete_keys(call: Call, caller: Caller, body: KeyDelete) -> dict[str, Any]:
+    store = call.store
     if not body.keys and not body.key_aliases:
         raise BadRequest("send 'keys' (keys or token hashes) or 'key_aliases'", param="keys")
     rows: dict[str, dict[str, Any]] = {}
     for value in body.keys or []:
-        row = await _load(request, value)
+        row = await _load(call, value)
         rows[row["token_hash"]] = row
     for alias in body.key_aliases or []:
         found = await store.find("key", key_alias=alias)
@@ -158,22 +154,22 @@ async def delete_keys(body: KeyDelete, request: Request, caller: Caller = Depend
         rows.update({r["token_hash"]: r for r in found})
     for row in rows.values():
         caller.require(caller.can_manage_key(row), "delete this key")
-    deleted = await store.delete("key", list(rows), audit_of(request, caller))
+    deleted = await store.delete("key", list(rows), audit_of(call, caller))
     for row in deleted:
-        await notify(request, "key", row["token_hash"])
+        await notify(call, "key", row["token_hash"])
     return {"deleted_keys": [r["token_hash"] for r in deleted]}
 
 
-@router.get("/key/info")
-async def key_info(request: Request, key: str | None = None, caller: Caller = Depends(authenticate)
-                   ) -> dict[str, Any]:
+async def key_info(call: Call, caller: Caller, query: KeyInfoQuery) -> dict[str, Any]:
+    """A key's settings and spend (default: the calling key's own)."""
+    key = query.key
     if key is None:
         if caller.token_hash is None:
             raise BadRequest("missing query parameter 'key'", param="key")
         key = caller.token_hash
-    row = await _load(request, key)
+    row = await _load(call, key)
     caller.require(caller.can_read_key(row), "read this key")
-    model_spend = await request.app.state.gateway.store.key_model_spend(row["token_hash"])
+    model_spend = await call.store.key_model_spend(row["token_hash"])
     return {"key": row["token_hash"], "info": key_view(row, model_spend)}
 
 
@@ -186,65 +182,63 @@ def list_scope(caller: Caller) -> dict[str, list[str]] | None:
     return {"user_id": [caller.user_id or ""], "team_id": caller.admin_teams}
 
 
-@router.get("/key/list")
-async def key_list(
-    request: Request,
-    page: int = Query(1, ge=1),
-    size: int | None = Query(None, ge=1, le=1000),
-    page_size: int = Query(50, ge=1, le=1000),
-    user_id: str | None = None,
-    team_id: str | None = None,
-    organization_id: str | None = None,
-    key_alias: str | None = None,
-    return_full_object: bool = False,
-    caller: Caller = Depends(authenticate),
-) -> dict[str, Any]:
-    per_page = size or page_size
-    filters = {"user_id": user_id, "team_id": team_id, "organization_id": organization_id, "key_alias": key_alias}
+async def key_list(call: Call, caller: Caller, query: KeyListQuery) -> dict[str, Any]:
+    """Token hashes of the keys the caller may see (``return_full_object=true``: the keys themselves)."""
+    page, per_page = query.page, query.size or query.page_size
+    filters = {"user_id": query.user_id, "team_id": query.team_id, "organization_id": query.organization_id,
+               "key_alias": query.key_alias}
     scope = list_scope(caller)
-    rows, total = await request.app.state.gateway.store.list("key", filters, page, per_page, any_of=scope)
-    keys = [key_view(r) for r in rows] if return_full_object else [r["token_hash"] for r in rows]
+    rows, total = await call.store.list("key", filters, page, per_page, any_of=scope)
+    keys = [key_view(r) for r in rows] if query.return_full_object else [r["token_hash"] for r in rows]
     return {"keys": keys, **paging(page, per_page, total)}
 
 
-@router.post("/key/regenerate")
-async def regenerate(body: KeyRegenerate, request: Request, caller: Caller = Depends(authenticate)
-                     ) -> dict[str, Any]:
-    row = await _load(request, body.key)
+async def regenerate(call: Call, caller: Caller, body: KeyRegenerate) -> dict[str, Any]:
+    row = await _load(call, body.key)
     caller.require(caller.can_manage_key(row), "regenerate this key")
     raw = new_raw_key()
     token_hash = hash_key(raw)
-    store = request.app.state.gateway.store
-    after = await store.replace_key_hash(row["token_hash"], token_hash, masked(raw), {}, audit_of(request, caller))
+    store = call.store
+    after = await store.replace_key_hash(row["token_hash"], token_hash, masked(raw), {}, audit_of(call, caller))
     if after is None:
         raise NotFound("key not found", code="key_not_found")
-    await notify(request, "key", row["token_hash"])
-    await notify(request, "key", token_hash)
+    await notify(call, "key", row["token_hash"])
+    await notify(call, "key", token_hash)
     return {**key_view(after), "key": raw, "token_id": token_hash}
 
 
-async def _set_blocked(body: KeyRef, request: Request, caller: Caller, blocked: bool) -> dict[str, Any]:
-    row = await _load(request, body.key)
+async def _set_blocked(body: KeyRef, call: Call, caller: Caller, blocked: bool) -> dict[str, Any]:
+    row = await _load(call, body.key)
     caller.require(caller.is_admin or caller.team_admin_of(row["team_id"]),
                    ("block" if blocked else "unblock") + " this key")
-    store = request.app.state.gateway.store
-    result = await store.update("key", row["token_hash"], {"blocked": blocked}, audit_of(request, caller),
+    store = call.store
+    result = await store.update("key", row["token_hash"], {"blocked": blocked}, audit_of(call, caller),
                                 action="blocked" if blocked else "unblocked")
     if result is None:
         raise NotFound("key not found", code="key_not_found")
-    await notify(request, "key", row["token_hash"])
+    await notify(call, "key", row["token_hash"])
     return key_view(result[1])
 
 
-@router.post("/key/block")
-async def block(body: KeyRef, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
-    return await _set_blocked(body, request, caller, True)
+async def block(call: Call, caller: Caller, body: KeyRef) -> dict[str, Any]:
+    return await _set_blocked(body, call, caller, True)
 
 
-@router.post("/key/unblock")
-async def unblock(body: KeyRef, request: Request, caller: Caller = Depends(authenticate)) -> dict[str, Any]:
-    return await _set_blocked(body, request, caller, False)
+async def unblock(call: Call, caller: Caller, body: KeyRef) -> dict[str, Any]:
+    return await _set_blocked(body, call, caller, False)
 
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+ROUTES = (
+    Route("POST", "/key/generate", generate, "keys", body=KeyGenerate),
+    Route("POST", "/key/update", update_key, "keys", body=KeyUpdate),
+    Route("POST", "/key/delete", delete_keys, "keys", body=KeyDelete),
+    Route("GET", "/key/info", key_info, "keys", query=KeyInfoQuery),
+    Route("GET", "/key/list", key_list, "keys", query=KeyListQuery),
+    Route("POST", "/key/regenerate", regenerate, "keys", body=KeyRegenerate),
+    Route("POST", "/key/block", block, "keys", body=KeyRef),
+    Route("POST", "/key/unblock", unblock, "keys", body=KeyRef),
+)

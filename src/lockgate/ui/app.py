@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from pydantic import ValidationError
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -130,7 +130,7 @@ class UI:
                 return result
             except LockgateError as err:
                 return ui.render("error.html", err.status, message=err.message)
-            except ValidationError as exc:
+            except msgspec.ValidationError as exc:
                 return ui.render("error.html", 400, message=validation_message(exc))
             except Exception as exc:
                 log.error("UI error on %s", request.url.path, exc_info=exc)

@@ -1,20 +1,23 @@
 """What the teams, users and organizations pages share: a paginated list, a form from the API's request
-model, and turning a posted form into that model (only the fields that changed, for an update)."""
+struct, and turning a posted form into that struct (only the fields that changed, for an update)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 from starlette.responses import Response
 
+from ..admin import schemas
 from ..errors import LockgateError
 from . import forms
 from .page import UIRequest
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 100
+
+B = TypeVar("B", bound=schemas.Body)
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ def paging(ui: UIRequest) -> tuple[int, int]:
     return number("page", 1), min(number("page_size", PAGE_SIZE), MAX_PAGE_SIZE)
 
 
-def fields_for(ui: UIRequest, model: type[BaseModel], skip: tuple[str, ...], row: dict[str, Any] | None
+def fields_for(ui: UIRequest, model: type[schemas.Body], skip: tuple[str, ...], row: dict[str, Any] | None
                ) -> list[forms.Field]:
     fields = forms.fields_of(model, skip=(*skip, "spend"))  # the spend moves with every request: shown only
     groups = sorted(ui.gw.groups)
@@ -65,10 +68,9 @@ def _differs(new: Any, old: Any) -> bool:
     return bool(new != old)
 
 
-def body_of(ui: UIRequest, model: type[BaseModel], fields: list[forms.Field], ident: dict[str, str] | None
-            ) -> BaseModel:
+def body_of(ui: UIRequest, model: type[B], fields: list[forms.Field], ident: dict[str, str] | None) -> B:
     """The API request for the posted form: every non-empty field (create, ``ident`` None) or the changed
-    ones plus ``ident`` (update).  ``BadRequest`` / ``ValidationError`` name the field."""
+    ones plus ``ident`` (update).  ``BadRequest`` / ``msgspec.ValidationError`` name the field."""
     wanted = forms.parse(fields, ui.form)
     if "permissions" in wanted:
         wanted["permissions"] = {"modify_guardrails": True} if wanted["permissions"] else None
@@ -84,12 +86,12 @@ def body_of(ui: UIRequest, model: type[BaseModel], fields: list[forms.Field], id
             values.update({name: wanted.get(name) for name in together if name in wanted})
             values["metadata"] = values.get("metadata") or {}
         values.update(ident)
-    return model.model_validate(values)
+    return schemas.validate(model, values)
 
 
-def form_error(ui: UIRequest, template: str, fields: list[forms.Field], exc: ValidationError | LockgateError,
+def form_error(ui: UIRequest, template: str, fields: list[forms.Field], exc: msgspec.ValidationError | LockgateError,
                **context: Any) -> Response:
-    message = forms.validation_message(exc) if isinstance(exc, ValidationError) else exc.message
+    message = forms.validation_message(exc) if isinstance(exc, msgspec.ValidationError) else exc.message
     status = exc.status if isinstance(exc, LockgateError) else 400
     for f in fields:  # keep what was typed
         raw = ui.form.get(f.name, [])

@@ -1,6 +1,6 @@
 """Forms built from the management API's own request models (``admin/schemas.py``): every field of
 ``/key/generate`` (or ``/team/new``, ...) gets a control chosen from its type, so a field added to the API
-appears in the UI.  ``parse`` turns the posted strings back into the API's JSON values; the API's model
+appears in the UI.  ``parse`` turns the posted strings back into the API's JSON values; the API's struct
 then validates them (a failure names the field)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
+from ..admin import schemas
 from ..errors import BadRequest
 
 LABELS: dict[str, tuple[str, str]] = {
@@ -103,23 +104,25 @@ class Fieldset:
     fields: list[Field]
 
 
-def validation_message(exc: ValidationError) -> str:
-    """The first error of a request model, naming the field (as the management API's 400 does)."""
-    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid value"}
-    where = ".".join(str(p) for p in first.get("loc", ()) if not str(p)[:1].isupper()) or "form"
-    return f"{where}: {str(first.get('msg', 'invalid value')).removeprefix('Value error, ')}"
+def validation_message(exc: msgspec.ValidationError) -> str:
+    """The error of a request struct as "<field>: <message>" (the management API's 400 names it too)."""
+    where, message = schemas.problem(exc)
+    prefix = f"field '{where}': "
+    return f"{'form' if where == 'body' else where}: {message.removeprefix(prefix)}"
 
 
-def _plain(annotation: Any) -> Any:
-    """``X | None`` -> ``X``."""
+def _plain(annotation: object) -> object:
+    """``X | None`` and ``Annotated[X, Meta(...)]`` -> ``X``."""
     origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _plain(typing.get_args(annotation)[0])
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else annotation
+        return _plain(args[0]) if len(args) == 1 else annotation
     return annotation
 
 
-def kind_of(annotation: Any) -> tuple[str, list[str]]:
+def kind_of(annotation: object) -> tuple[str, list[str]]:
     plain = _plain(annotation)
     origin = typing.get_origin(plain)
     if plain is bool:
@@ -132,6 +135,7 @@ def kind_of(annotation: Any) -> tuple[str, list[str]]:
         return "datetime", []
     if origin is list:
         (item,) = typing.get_args(plain) or (str,)
+        item = _plain(item)
         if typing.get_origin(item) is Literal:
             return "choices", [str(a) for a in typing.get_args(item)]
         return "list", []
@@ -140,18 +144,20 @@ def kind_of(annotation: Any) -> tuple[str, list[str]]:
     return "text", []
 
 
-def fields_of(model: type[BaseModel], skip: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> list[Field]:
+def fields_of(model: type[msgspec.Struct], skip: tuple[str, ...] = (), extra: tuple[str, ...] = ()
+              ) -> list[Field]:
     out = []
-    for name, info in model.model_fields.items():
+    for info in msgspec.structs.fields(model):
+        name = info.name
         if name in skip:
             continue
-        kind, options = kind_of(info.annotation)
+        kind, options = kind_of(info.type)
         if name == "permissions":
             kind = "checkbox"
         elif name == "password":
             kind = "password"
         label, help_ = LABELS.get(name, (name.replace("_", " ").capitalize(), ""))
-        out.append(Field(name, label, kind, help_, options, required=info.is_required()))
+        out.append(Field(name, label, kind, help_, options, required=info.required))
     for name in extra:
         label, help_ = LABELS.get(name, (name, ""))
         out.append(Field(name, label, "list", help_))

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..admin.auth import Caller
+from ..admin.call import Call
 from .sessions import Session
 
 if TYPE_CHECKING:
@@ -68,6 +69,11 @@ class UIRequest:
     caller: Caller
     page: Page
     form: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def api_call(self) -> Call:
+        """This request as a management API call (the pages run the API's own handlers)."""
+        return Call.of(self.gw, self.request.scope)
 
     @property
     def htmx(self) -> bool:

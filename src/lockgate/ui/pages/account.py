@@ -9,6 +9,7 @@ from typing import Any
 from starlette.responses import Response
 
 from ...admin import entities as api
+from ...admin import schemas as q
 from ...admin.common import audit_of
 from ...errors import BadRequest, LockgateError
 from ...state import Audit
@@ -20,7 +21,7 @@ async def _context(ui: UIRequest) -> dict[str, Any]:
     user = None
     totp = False
     if ui.caller.user_id is not None:
-        user = await api.user_info(ui.request, user_id=ui.caller.user_id, caller=ui.caller)
+        user = await api.user_info(ui.api_call, ui.caller, q.UserInfoQuery(user_id=ui.caller.user_id))
         row = await credentials.get(ui.gw, ui.caller.user_id)
         totp = bool(row is not None and row.totp_enabled)
     return {"user": user, "totp_enabled": totp, "secret": None, "uri": None, "qr": None, "error": None,
@@ -36,7 +37,7 @@ async def show(ui: UIRequest) -> Response:
 
 
 def _audit(ui: UIRequest) -> Audit:
-    return audit_of(ui.request, ui.caller)
+    return audit_of(ui.api_call, ui.caller)
 
 
 def _user_id(ui: UIRequest) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 from starlette.responses import Response
 
 from ...admin import keys as api
+from ...admin import schemas as q
 from ...admin.auth import INTERNAL_USER, Caller
-from ...admin.schemas import KeyDelete, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate
+from ...admin.schemas import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate, validate
 from ...errors import LockgateError, NotFound
 from .. import forms
 from ..keylist import MAX_PAGE_SIZE, PAGE_SIZES, KeyQuery, page_of_keys
@@ -28,11 +29,11 @@ def may_create(caller: Caller) -> bool:
     return caller.is_admin or caller.role == INTERNAL_USER or bool(caller.admin_teams)
 
 
-def key_fields(ui: UIRequest, model: type[Any], row: dict[str, Any] | None) -> list[forms.Field]:
+def key_fields(ui: UIRequest, model: type[KeyFields], row: dict[str, Any] | None) -> list[forms.Field]:
     skip = NEVER if ui.caller.is_admin else (*NEVER, *ADMIN_ONLY)
     if row is not None:
         skip = (*skip, "duration")  # an existing key: its expiry is a date
-    fields = forms.fields_of(model, skip=skip, extra=() if "tags" in model.model_fields else ("tags",))
+    fields = forms.fields_of(model, skip=skip, extra=() if "tags" in model.__struct_fields__ else ("tags",))
     groups = sorted(ui.gw.groups)
     guardrails = [spec.name for spec in ui.gw.settings.guardrails]
     teams = sorted(ui.caller.team_roles) if not ui.caller.reads_all else []
@@ -90,16 +91,16 @@ async def create_key(ui: UIRequest) -> Response:
     fields = key_fields(ui, KeyGenerate, None)
     try:
         values = {k: v for k, v in to_api(forms.parse(fields, ui.form)).items() if v not in (None, [], False)}
-        body = KeyGenerate.model_validate(values)
-    except (ValidationError, LockgateError) as exc:
+        body = validate(KeyGenerate, values)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return _form_error(ui, fields, None, exc)
-    created = await api.generate(body, ui.request, ui.caller)
+    created = await api.generate(ui.api_call, ui.caller, body)
     return ui.render("pages/key_created.html", key=created["key"], row=created, action="created")
 
 
 def _form_error(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | None,
-                exc: ValidationError | LockgateError) -> Response:
-    message = forms.validation_message(exc) if isinstance(exc, ValidationError) else exc.message
+                exc: msgspec.ValidationError | LockgateError) -> Response:
+    message = forms.validation_message(exc) if isinstance(exc, msgspec.ValidationError) else exc.message
     for f in fields:  # keep what was typed
         raw = ui.form.get(f.name, [])
         f.value = raw if f.kind in ("select_many", "choices") else (raw[0] if raw else None)
@@ -110,7 +111,7 @@ def _form_error(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
     token = ui.param("token")
-    info = await api.key_info(ui.request, key=token, caller=ui.caller)  # the API's read check
+    info = await api.key_info(ui.api_call, ui.caller, q.KeyInfoQuery(key=token))  # the API's read check
     if info["key"] != token:
         raise NotFound("key not found", code="key_not_found")
     row: dict[str, Any] = info["info"]
@@ -139,11 +140,11 @@ async def update_key(ui: UIRequest) -> Response:
         if set(together) & set(changed):
             changed.update({name: wanted.get(name) for name in together if name in wanted})
             changed["metadata"] = changed.get("metadata") or {}
-        body = KeyUpdate.model_validate({**to_api(changed), "key": row["token"]})
-    except (ValidationError, LockgateError) as exc:
+        body = validate(KeyUpdate, {**to_api(changed), "key": row["token"]})
+    except (msgspec.ValidationError, LockgateError) as exc:
         return _form_error(ui, fields, row, exc)
     if len(body.given("key")):
-        await api.update_key(body, ui.request, ui.caller)
+        await api.update_key(ui.api_call, ui.caller, body)
     return ui.redirect(f"/keys/{row['token']}?saved=1")
 
 
@@ -158,25 +159,25 @@ def _differs(new: Any, old: Any) -> bool:
 
 async def regenerate_key(ui: UIRequest) -> Response:
     row = await _row(ui)
-    created = await api.regenerate(KeyRegenerate(key=row["token"]), ui.request, ui.caller)
+    created = await api.regenerate(ui.api_call, ui.caller, KeyRegenerate(key=row["token"]))
     return ui.render("pages/key_created.html", key=created["key"], row=created, action="regenerated")
 
 
 async def block_key(ui: UIRequest) -> Response:
     row = await _row(ui)
-    await api.block(KeyRef(key=row["token"]), ui.request, ui.caller)
+    await api.block(ui.api_call, ui.caller, KeyRef(key=row["token"]))
     return ui.redirect(f"/keys/{row['token']}")
 
 
 async def unblock_key(ui: UIRequest) -> Response:
     row = await _row(ui)
-    await api.unblock(KeyRef(key=row["token"]), ui.request, ui.caller)
+    await api.unblock(ui.api_call, ui.caller, KeyRef(key=row["token"]))
     return ui.redirect(f"/keys/{row['token']}")
 
 
 async def delete_key(ui: UIRequest) -> Response:
     row = await _row(ui)
-    await api.delete_keys(KeyDelete(keys=[row["token"]]), ui.request, ui.caller)
+    await api.delete_keys(ui.api_call, ui.caller, KeyDelete(keys=[row["token"]]))
     return ui.redirect("/keys?deleted=1")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
+from ...admin import schemas as q
 from ...admin.schemas import OrgDelete, OrgNew, OrgUpdate
 from ...errors import LockgateError
 from .. import crud, forms
@@ -21,7 +22,7 @@ SKIP_EDIT = ("organization_id",)
 
 async def list_orgs(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
-    found = await api.org_list(ui.request, page=page, page_size=size, caller=ui.caller)
+    found = await api.org_list(ui.api_call, ui.caller, q.Paged(page=page, page_size=size))
     notice = "The organization was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["organizations"], total=found["total_count"],
                      columns=COLUMNS, current=found["current_page"], pages=found["total_pages"], page_size=size,
@@ -51,14 +52,14 @@ async def create_org(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, OrgNew, (), None)
     try:
         body = crud.body_of(ui, OrgNew, fields, None)
-        created = await api.org_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        created = await api.org_new(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
     return ui.redirect(f"/organizations/id/{segment(created['organization_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.org_info(ui.request, organization_id=ui.param("org_id"), caller=ui.caller)
+    info = await api.org_info(ui.api_call, ui.caller, q.OrgInfoQuery(organization_id=ui.param("org_id")))
     return info
 
 
@@ -74,15 +75,15 @@ async def update_org(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, OrgUpdate, SKIP_EDIT, row)
     try:
         body = crud.body_of(ui, OrgUpdate, fields, {"organization_id": row["organization_id"]})
-        await api.org_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        await api.org_update(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, row, notice=None))
     return ui.redirect(f"/organizations/id/{segment(row['organization_id'])}?saved=1")
 
 
 async def delete_org(ui: UIRequest) -> Response:
     org_id = ui.param("org_id")
-    await api.org_delete(OrgDelete(organization_ids=[org_id]), ui.request, ui.caller)
+    await api.org_delete(ui.api_call, ui.caller, OrgDelete(organization_ids=[org_id]))
     return ui.redirect("/organizations?deleted=1")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
+from ...admin import schemas as q
 from ...admin.auth import TEAM_ROLES
-from ...admin.schemas import Member, MemberAdd, MemberDelete, TeamDelete, TeamNew, TeamUpdate
+from ...admin.schemas import Member, MemberAdd, MemberDelete, TeamDelete, TeamNew, TeamUpdate, validate
 from ...errors import LockgateError
 from .. import crud, forms
 from ..page import Page, Route, UIRequest, segment
@@ -25,7 +26,7 @@ SKIP_EDIT = ("team_id",)
 
 async def list_teams(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
-    found = await api.team_list(ui.request, organization_id=None, page=page, page_size=size, caller=ui.caller)
+    found = await api.team_list(ui.api_call, ui.caller, q.TeamListQuery(page=page, page_size=size))
     notice = "The team was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["teams"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="team",
@@ -54,14 +55,14 @@ async def create_team(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, TeamNew, SKIP_NEW, None)
     try:
         body = crud.body_of(ui, TeamNew, fields, None)
-        created = await api.team_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        created = await api.team_new(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
     return ui.redirect(f"/teams/id/{segment(created['team_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.team_info(ui.request, team_id=ui.param("team_id"), caller=ui.caller)
+    info = await api.team_info(ui.api_call, ui.caller, q.TeamInfoQuery(team_id=ui.param("team_id")))
     row: dict[str, Any] = {**info["team_info"], "_keys": len(info["keys"])}
     return row
 
@@ -78,8 +79,8 @@ async def update_team(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, TeamUpdate, SKIP_EDIT, row)
     try:
         body = crud.body_of(ui, TeamUpdate, fields, {"team_id": row["team_id"]})
-        await api.team_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        await api.team_update(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/team_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
     return ui.redirect(f"/teams/id/{segment(row['team_id'])}?saved=1")
 
@@ -87,9 +88,9 @@ async def update_team(ui: UIRequest) -> Response:
 async def add_member(ui: UIRequest) -> Response:
     team_id = ui.param("team_id")
     try:
-        member = Member(user_id=ui.value("user_id"), role=ui.value("role") or "member")
-        await api.member_add(MemberAdd(team_id=team_id, member=member), ui.request, ui.caller)
-    except ValidationError as exc:
+        member = validate(Member, {"user_id": ui.value("user_id"), "role": ui.value("role") or "member"})
+        await api.member_add(ui.api_call, ui.caller, validate(MemberAdd, {"team_id": team_id, "member": member}))
+    except msgspec.ValidationError as exc:
         return await show_team(ui, forms.validation_message(exc), 400)
     except LockgateError as exc:
         return await show_team(ui, exc.message, exc.status)
@@ -98,12 +99,12 @@ async def add_member(ui: UIRequest) -> Response:
 
 async def remove_member(ui: UIRequest) -> Response:
     team_id = ui.param("team_id")
-    await api.member_delete(MemberDelete(team_id=team_id, user_id=ui.value("user_id")), ui.request, ui.caller)
+    await api.member_delete(ui.api_call, ui.caller, MemberDelete(team_id=team_id, user_id=ui.value("user_id")))
     return ui.redirect(f"/teams/id/{segment(team_id)}?saved=1")
 
 
 async def delete_team(ui: UIRequest) -> Response:
-    await api.team_delete(TeamDelete(team_ids=[ui.param("team_id")]), ui.request, ui.caller)
+    await api.team_delete(ui.api_call, ui.caller, TeamDelete(team_ids=[ui.param("team_id")]))
     return ui.redirect("/teams?deleted=1")
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
+from ...admin import schemas as q
 from ...admin.schemas import UserDelete, UserNew, UserUpdate
 from ...errors import LockgateError
 from .. import crud, forms
@@ -23,8 +24,8 @@ SKIP_EDIT = ("user_id",)
 
 async def list_users(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
-    found = await api.user_list(ui.request, role=ui.query("role") or None, organization_id=None, page=page,
-                                page_size=size, caller=ui.caller)
+    found = await api.user_list(ui.api_call, ui.caller,
+                                q.UserListQuery(role=ui.query("role") or None, page=page, page_size=size))
     notice = "The user was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["users"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="user",
@@ -52,14 +53,14 @@ async def create_user(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, UserNew, SKIP_NEW, None)
     try:
         body = crud.body_of(ui, UserNew, fields, None)
-        created = await api.user_new(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        created = await api.user_new(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/entity_form.html", fields, exc, **_form(ui, fields, None, notice=None))
     return ui.redirect(f"/users/id/{segment(created['user_id'])}?created=1")
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.user_info(ui.request, user_id=ui.param("user_id"), caller=ui.caller)
+    info = await api.user_info(ui.api_call, ui.caller, q.UserInfoQuery(user_id=ui.param("user_id")))
     return {**info["user_info"], "_teams": info["teams"], "_keys": len(info["keys"])}
 
 
@@ -75,14 +76,14 @@ async def update_user(ui: UIRequest) -> Response:
     fields = crud.fields_for(ui, UserUpdate, SKIP_EDIT, row)
     try:
         body = crud.body_of(ui, UserUpdate, fields, {"user_id": row["user_id"]})
-        await api.user_update(body, ui.request, ui.caller)  # type: ignore[arg-type]
-    except (ValidationError, LockgateError) as exc:
+        await api.user_update(ui.api_call, ui.caller, body)
+    except (msgspec.ValidationError, LockgateError) as exc:
         return crud.form_error(ui, "pages/user_detail.html", fields, exc, **_form(ui, fields, row, notice=None))
     return ui.redirect(f"/users/id/{segment(row['user_id'])}?saved=1")
 
 
 async def delete_user(ui: UIRequest) -> Response:
-    await api.user_delete(UserDelete(user_ids=[ui.param("user_id")]), ui.request, ui.caller)
+    await api.user_delete(ui.api_call, ui.caller, UserDelete(user_ids=[ui.param("user_id")]))
     return ui.redirect("/users?deleted=1")
 
 
