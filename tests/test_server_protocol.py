@@ -123,6 +123,22 @@ def test_the_gateway_answers_head_and_post_on_one_keep_alive_connection(gateway)
         conn.close()
 
 
+def test_a_websocket_upgrade_is_answered_as_plain_http(gateway) -> None:  # noqa: ANN001
+    """No WebSocket route (uvicorn runs with ws="none"): the handshake gets an HTTP answer, never a 101, the
+    connection goes on, and nothing in the log tells the operator to install a WebSocket library."""
+    url = urlparse(gateway.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.request("GET", "/v1/realtime?model=openai-model", headers={
+            "connection": "Upgrade", "upgrade": "websocket", "sec-websocket-version": "13",
+            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "authorization": f"Bearer {MASTER_KEY}"})
+        answer = conn.getresponse()
+        assert answer.status == 404 and b"error" in answer.read()
+    finally:
+        conn.close()
+    assert "WebSocket" not in gateway.log() and "Unsupported upgrade" not in gateway.log()
+
+
 async def echo(scope, receive, send) -> None:  # noqa: ANN001
     """Reads the whole body (several receive() calls when it arrives in parts), answers it back."""
     parts = []

@@ -230,6 +230,11 @@ class LeanHttpToolsProtocol(HttpToolsProtocol):
 
     cycle: Cycle  # type: ignore[assignment]
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # served with ws="none" (no WebSocket route; websockets is not even imported): the request is answered
+        # as plain HTTP, and uvicorn's advice to install a WebSocket library would only mislead
+        self.logger.debug("WebSocket upgrade not supported: answered as plain HTTP")
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         cycle = self.cycle
