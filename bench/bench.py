@@ -484,9 +484,9 @@ def tool_version(argv) -> str | None:
         return f"unavailable ({type(e).__name__})"
 
 
-def virtual_key(port: int) -> str:
+def virtual_key(port: int, alias: str = "bench") -> str:
     """BENCH_VIRTUAL_KEY=1: a Lockgate virtual key whose limits are all checked but never reached."""
-    body = json.dumps({"key_alias": "bench", "rpm_limit": 10**9, "tpm_limit": 10**12,
+    body = json.dumps({"key_alias": alias, "rpm_limit": 10**9, "tpm_limit": 10**12,
                        "max_parallel_requests": 100_000, "max_budget": 1e9, "budget_duration": "30d"}).encode()
     conn = http.client.HTTPConnection(HOST, port, timeout=30)
     conn.request("POST", "/key/generate", body, {"Content-Type": "application/json",

@@ -69,7 +69,7 @@ def one(args, procs: bench.Procs, workdir: str, config: str, binary: str, env: s
     try:
         if bench.wait_http_200(port, "/health/liveliness", 30, proc) is None:
             raise RuntimeError("the gateway did not start; see " + os.path.join(workdir, "gateway.log"))
-        key = bench.virtual_key(port) if args.virtual_key else bench.MASTER_KEY
+        key = bench.virtual_key(port, f"bench-{port}") if args.virtual_key else bench.MASTER_KEY  # a database per build
         script = os.path.join(workdir, "request.lua")
         model = "bench-stream" if args.stream else "bench-model"
         bench.write_lua(script, bench.request_body(model, args.stream), key)

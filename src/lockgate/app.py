@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from . import __version__, config, gemini_door, pipeline
+from . import __version__, config, gemini_door, malloc, pipeline
 from . import admin as admin_routes
 from . import ui as ui_routes
 from .context import RequestContext
@@ -316,4 +316,5 @@ async def _not_found(send: Send, method: str, path: str) -> None:
 
 def create_app() -> App:
     """Factory for ``uvicorn --factory`` and worker processes (reads LOCKGATE_CONFIG)."""
+    malloc.one_arena()  # before the serving threads start (malloc.py)
     return App(config_path=os.environ.get("LOCKGATE_CONFIG"))

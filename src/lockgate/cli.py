@@ -139,7 +139,10 @@ def _run(args: argparse.Namespace, settings: config.Settings) -> None:
 
     import uvicorn
 
+    from .malloc import one_arena
     from .shutdown import END_MARGIN
+
+    one_arena()  # as early as possible; each worker process does it again in create_app()
 
     uvicorn.run(
         "lockgate.app:create_app",
