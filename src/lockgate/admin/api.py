@@ -49,8 +49,9 @@ class AdminApp:
     def __init__(self, gateway: Gateway, body_limit: int) -> None:
         self.gateway = gateway
         self.body_limit = body_limit
+        self.all = all_routes()
         self.routes: dict[str, dict[str, Route]] = {}
-        for route in all_routes():
+        for route in self.all:
             self.routes.setdefault(route.path, {})[route.method] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,36 +61,33 @@ class AdminApp:
         method: str = scope["method"]
         methods = self.routes.get(path)
         if methods is None:
-            served = await docs.serve(self, path, method, send)
-            if not served:
+            if not await docs.serve(self.all, path, method, send):
                 await self._answer(send, 404, error_body(404, f"no route {method} {path}", "not_found_error"))
             return
         route = methods.get(method)
         if route is None:
             await self._answer(send, 405, error_body(405, f"no route {method} {path}", "invalid_request_error"))
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        call = Call.of(self.gateway, scope)
+        extra: dict[str, str] = {}
         try:
-            caller = await authenticate(self.gateway, headers, path)  # roles are checked by each route
-            call = Call(self.gateway, method, path, headers, scope["client"][0] if scope.get("client") else None)
-            result = await self._run(route, call, caller, headers, scope, receive)
+            caller = await authenticate(self.gateway, call.headers, path)  # roles are checked by each route
+            result = await self._run(route, call, caller, scope, receive)
             body, status = orjson.dumps(result, default=_default, option=orjson.OPT_NON_STR_KEYS), 200
         except LockgateError as err:
-            body, status = error_body(err.status, err.message, err.type, err.param, err.code), err.status
-            await self._answer(send, status, body, err.headers)
-            return
+            body, status, extra = error_body(err.status, err.message, err.type, err.param, err.code), err.status, \
+                err.headers
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             field, message = problem(exc)
             body, status = error_body(400, message, "invalid_request_error", field), 400
         except Exception as exc:  # the store failing, ...: the management API's own 500, no traceback to the caller
             log.error("management API error on %s", path, exc_info=exc)
             body, status = error_body(500, "internal error in the management API", "api_error"), 500
-        await self._answer(send, status, body)
+        await self._answer(send, status, body, extra)
 
-    async def _run(self, route: Route, call: Call, caller: Caller, headers: dict[str, str], scope: Scope,
-                   receive: Receive) -> dict[str, Any]:
+    async def _run(self, route: Route, call: Call, caller: Caller, scope: Scope, receive: Receive) -> dict[str, Any]:
         if route.body is not None:
-            raw = await read_body(receive, self.body_limit, headers.get("content-length"))
+            raw = await read_body(receive, self.body_limit, call.headers.get("content-length"))
             return await route.handler(call, caller, decode(route.body, raw))
         if route.query is not None:
             params = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))

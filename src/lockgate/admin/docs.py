@@ -16,7 +16,7 @@ from .. import __version__
 from ..http import Send, send_bytes
 
 if TYPE_CHECKING:
-    from .api import AdminApp, Route
+    from .call import Route
 
 TITLE = "Lockgate management API"
 ASSETS = {"swagger-ui-bundle.js": b"text/javascript; charset=utf-8", "swagger-ui.css": b"text/css; charset=utf-8"}
@@ -32,13 +32,12 @@ SwaggerUIBundle({{url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true
 """
 
 
-async def serve(app: AdminApp, path: str, method: str, send: Send) -> bool:
+async def serve(routes: tuple[Route, ...], path: str, method: str, send: Send) -> bool:
     """Answer ``path`` if it is one of the documentation paths (False otherwise)."""
     if method not in ("GET", "HEAD"):
         return False
     if path == "/openapi.json":
-        await send_bytes(send, 200, orjson.dumps(openapi(tuple(r for m in app.routes.values() for r in m.values()))),
-                         [])
+        await send_bytes(send, 200, orjson.dumps(openapi(routes)), [])
     elif path == "/docs":
         await send_bytes(send, 200, PAGE.format(title=html.escape(TITLE)).encode(), [],
                          (b"content-type", b"text/html; charset=utf-8"))
