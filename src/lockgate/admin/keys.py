@@ -4,7 +4,7 @@ their sha256 is stored and the raw key is returned once, by /key/generate and /k
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from ..errors import BadRequest, NotFound
@@ -226,10 +226,6 @@ async def block(call: Call, caller: Caller, body: KeyRef) -> dict[str, Any]:
 
 async def unblock(call: Call, caller: Caller, body: KeyRef) -> dict[str, Any]:
     return await _set_blocked(body, call, caller, False)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 ROUTES = (
