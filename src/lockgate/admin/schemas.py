@@ -145,9 +145,14 @@ def fold_into_metadata(fields: dict[str, Any], current: dict[str, Any] | None) -
 CacheControl = Literal["no-cache", "no-store", "ttl", "s-maxage", "namespace", "use-cache"]
 
 
-class KeyFields(LimitFields, kw_only=True):
-    guardrails: list[str] | None = None  # attached by an admin: applied to every request (docs/guardrails.md)
-    permissions: dict[str, bool] | None = None  # modify_guardrails: the key's requests may switch guardrails off
+class GuardedFields(LimitFields, kw_only=True):
+    """Keys and teams also take the guardrails an admin attaches (kept in metadata: ``METADATA_FIELDS``)."""
+
+    guardrails: list[str] | None = None  # applied to every request (docs/guardrails.md)
+    permissions: dict[str, bool] | None = None  # modify_guardrails: the requests may switch guardrails off
+
+
+class KeyFields(GuardedFields, kw_only=True):
     key_alias: Annotated[str, Meta(max_length=255)] | None = None
     duration: str | None = None
     expires: datetime | None = None
@@ -209,9 +214,7 @@ class Member(Body, kw_only=True):
             raise invalid("role", f"must be one of {', '.join(TEAM_ROLES)}")
 
 
-class TeamFields(LimitFields, kw_only=True):
-    guardrails: list[str] | None = None
-    permissions: dict[str, bool] | None = None
+class TeamFields(GuardedFields, kw_only=True):
     team_alias: str | None = None
     organization_id: str | None = None
 
@@ -239,11 +242,6 @@ class MemberDelete(Body, kw_only=True):
     user_id: Name
 
 
-def _check_user_role(value: str | None) -> None:
-    if value is not None and value not in USER_ROLES:
-        raise invalid("user_role", f"must be one of {', '.join(USER_ROLES)}")
-
-
 class UserFields(LimitFields, kw_only=True):
     user_email: str | None = None
     user_alias: str | None = None
@@ -253,7 +251,8 @@ class UserFields(LimitFields, kw_only=True):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_user_role(self.user_role)
+        if self.user_role is not None and self.user_role not in USER_ROLES:
+            raise invalid("user_role", f"must be one of {', '.join(USER_ROLES)}")
 
 
 class UserNew(UserFields, kw_only=True):

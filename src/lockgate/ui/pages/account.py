@@ -9,8 +9,8 @@ from typing import Any
 from starlette.responses import Response
 
 from ...admin import entities as api
-from ...admin import schemas as q
 from ...admin.common import audit_of
+from ...admin.schemas import UserInfoQuery
 from ...errors import BadRequest, LockgateError
 from ...state import Audit
 from .. import credentials, sessions
@@ -21,7 +21,7 @@ async def _context(ui: UIRequest) -> dict[str, Any]:
     user = None
     totp = False
     if ui.caller.user_id is not None:
-        user = await api.user_info(ui.api_call, ui.caller, q.UserInfoQuery(user_id=ui.caller.user_id))
+        user = await api.user_info(ui.api_call, ui.caller, UserInfoQuery(user_id=ui.caller.user_id))
         row = await credentials.get(ui.gw, ui.caller.user_id)
         totp = bool(row is not None and row.totp_enabled)
     return {"user": user, "totp_enabled": totp, "secret": None, "uri": None, "qr": None, "error": None,

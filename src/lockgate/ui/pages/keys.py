@@ -10,9 +10,8 @@ import msgspec
 from starlette.responses import Response
 
 from ...admin import keys as api
-from ...admin import schemas as q
 from ...admin.auth import INTERNAL_USER, Caller
-from ...admin.schemas import KeyDelete, KeyFields, KeyGenerate, KeyRef, KeyRegenerate, KeyUpdate, validate
+from ...admin.schemas import KeyDelete, KeyFields, KeyGenerate, KeyInfoQuery, KeyRef, KeyRegenerate, KeyUpdate, validate
 from ...errors import LockgateError, NotFound
 from .. import forms
 from ..keylist import MAX_PAGE_SIZE, PAGE_SIZES, KeyQuery, page_of_keys
@@ -111,7 +110,7 @@ def _form_error(ui: UIRequest, fields: list[forms.Field], row: dict[str, Any] | 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
     token = ui.param("token")
-    info = await api.key_info(ui.api_call, ui.caller, q.KeyInfoQuery(key=token))  # the API's read check
+    info = await api.key_info(ui.api_call, ui.caller, KeyInfoQuery(key=token))  # the API's read check
     if info["key"] != token:
         raise NotFound("key not found", code="key_not_found")
     row: dict[str, Any] = info["info"]

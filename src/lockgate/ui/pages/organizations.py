@@ -8,8 +8,7 @@ import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
-from ...admin import schemas as q
-from ...admin.schemas import OrgDelete, OrgNew, OrgUpdate
+from ...admin.schemas import OrgDelete, OrgInfoQuery, OrgNew, OrgUpdate, Paged
 from ...errors import LockgateError
 from .. import crud, forms
 from ..page import Page, Route, UIRequest, readers, segment
@@ -22,7 +21,7 @@ SKIP_EDIT = ("organization_id",)
 
 async def list_orgs(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
-    found = await api.org_list(ui.api_call, ui.caller, q.Paged(page=page, page_size=size))
+    found = await api.org_list(ui.api_call, ui.caller, Paged(page=page, page_size=size))
     notice = "The organization was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["organizations"], total=found["total_count"],
                      columns=COLUMNS, current=found["current_page"], pages=found["total_pages"], page_size=size,
@@ -59,7 +58,7 @@ async def create_org(ui: UIRequest) -> Response:
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.org_info(ui.api_call, ui.caller, q.OrgInfoQuery(organization_id=ui.param("org_id")))
+    info = await api.org_info(ui.api_call, ui.caller, OrgInfoQuery(organization_id=ui.param("org_id")))
     return info
 
 

@@ -9,9 +9,18 @@ import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
-from ...admin import schemas as q
 from ...admin.auth import TEAM_ROLES
-from ...admin.schemas import Member, MemberAdd, MemberDelete, TeamDelete, TeamNew, TeamUpdate, validate
+from ...admin.schemas import (
+    Member,
+    MemberAdd,
+    MemberDelete,
+    TeamDelete,
+    TeamInfoQuery,
+    TeamListQuery,
+    TeamNew,
+    TeamUpdate,
+    validate,
+)
 from ...errors import LockgateError
 from .. import crud, forms
 from ..page import Page, Route, UIRequest, segment
@@ -26,7 +35,7 @@ SKIP_EDIT = ("team_id",)
 
 async def list_teams(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
-    found = await api.team_list(ui.api_call, ui.caller, q.TeamListQuery(page=page, page_size=size))
+    found = await api.team_list(ui.api_call, ui.caller, TeamListQuery(page=page, page_size=size))
     notice = "The team was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["teams"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="team",
@@ -62,7 +71,7 @@ async def create_team(ui: UIRequest) -> Response:
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.team_info(ui.api_call, ui.caller, q.TeamInfoQuery(team_id=ui.param("team_id")))
+    info = await api.team_info(ui.api_call, ui.caller, TeamInfoQuery(team_id=ui.param("team_id")))
     row: dict[str, Any] = {**info["team_info"], "_keys": len(info["keys"])}
     return row
 

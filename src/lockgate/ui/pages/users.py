@@ -9,8 +9,7 @@ import msgspec
 from starlette.responses import Response
 
 from ...admin import entities as api
-from ...admin import schemas as q
-from ...admin.schemas import UserDelete, UserNew, UserUpdate
+from ...admin.schemas import UserDelete, UserInfoQuery, UserListQuery, UserNew, UserUpdate
 from ...errors import LockgateError
 from .. import crud, forms
 from ..page import Page, Route, UIRequest, readers, segment
@@ -25,7 +24,7 @@ SKIP_EDIT = ("user_id",)
 async def list_users(ui: UIRequest) -> Response:
     page, size = crud.paging(ui)
     found = await api.user_list(ui.api_call, ui.caller,
-                                q.UserListQuery(role=ui.query("role") or None, page=page, page_size=size))
+                                UserListQuery(role=ui.query("role") or None, page=page, page_size=size))
     notice = "The user was deleted." if ui.query("deleted") else None
     return ui.render("pages/entity_list.html", rows=found["users"], total=found["total_count"], columns=COLUMNS,
                      current=found["current_page"], pages=found["total_pages"], page_size=size, noun="user",
@@ -60,7 +59,7 @@ async def create_user(ui: UIRequest) -> Response:
 
 
 async def _row(ui: UIRequest) -> dict[str, Any]:
-    info = await api.user_info(ui.api_call, ui.caller, q.UserInfoQuery(user_id=ui.param("user_id")))
+    info = await api.user_info(ui.api_call, ui.caller, UserInfoQuery(user_id=ui.param("user_id")))
     return {**info["user_info"], "_teams": info["teams"], "_keys": len(info["keys"])}
 
 
