@@ -457,7 +457,7 @@ def gateway_argv(target: str, args, config: str, port: int, upstream_port: int) 
     if target == "lockgate" or target in CACHE_TARGETS:
         return (["taskset", "-c", GW_CORE, args.lockgate_bin, "serve", "--config", config,
                  "--host", HOST, "--port", str(port), "--workers", "1"], env)
-    if target == "forwarder":  # the floor: raw ASGI + pyreqwest, no features (forwarder.py)
+    if target == "forwarder":  # the floor: raw ASGI + Lockgate's upstream client, no features (forwarder.py)
         env["FORWARDER_UPSTREAM"] = f"http://{HOST}:{upstream_port}"
         python = os.path.join(os.path.dirname(args.lockgate_bin), "python")
         return (["taskset", "-c", GW_CORE, python, "-m", "uvicorn", "forwarder:app", "--app-dir", HERE,

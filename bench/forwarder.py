@@ -1,8 +1,10 @@
 """The bench's ``forwarder`` column: the floor for a Python proxy on this machine.
 
 A raw ASGI app on uvicorn (uvloop + httptools, one worker, same core as the gateways) that
-forwards each POST body to the nginx upstream with pyreqwest (the client Lockgate uses, same
-settings) and answers with the upstream's bytes, streamed chunk by chunk for ``"stream": true``.
+forwards each POST body to the nginx upstream with Lockgate's own upstream client
+(``lockgate.transport.client.Upstream``, default settings: plain-HTTP upstreams on the event loop
+since session 12, pyreqwest before) and answers with the upstream's bytes, streamed chunk by chunk
+for ``"stream": true``.  ``FORWARDER_PYREQWEST=1`` sends everything through pyreqwest, as before.
 No authentication, routing, accounting or logging: what Lockgate adds on top of this column is
 the cost of its features.  ``FORWARDER_UPSTREAM`` is the nginx base URL.
 """
@@ -10,13 +12,14 @@ the cost of its features.  ``FORWARDER_UPSTREAM`` is the nginx base URL.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
 import orjson
-from pyreqwest.client import ClientBuilder
+
+from lockgate.transport.client import Upstream
 
 UPSTREAM = os.environ.get("FORWARDER_UPSTREAM", "http://127.0.0.1:8080")
-TIMEOUT = timedelta(seconds=60)
+TIMEOUT = 60.0
+HEADERS = {"content-type": "application/json"}
 JSON = [(b"content-type", b"application/json")]
 SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _client = None
@@ -28,7 +31,7 @@ async def app(scope, receive, send):  # noqa: ANN001, ANN201
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                _client = ClientBuilder().tcp_nodelay(True).gzip(False).build()
+                _client = Upstream(plain=os.environ.get("FORWARDER_PYREQWEST") != "1")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await _client.close()
@@ -45,17 +48,12 @@ async def app(scope, receive, send):  # noqa: ANN001, ANN201
         body += message.get("body", b"")
         more = message.get("more_body", False)
     if orjson.loads(body).get("stream"):
-        request = (_client.post(UPSTREAM + "/stream" + scope["path"]).headers({"content-type": "application/json"})
-                   .body_bytes(body).streamed_read_buffer_limit(1).build_streamed())
-        async with request as resp:
-            await send({"type": "http.response.start", "status": resp.status, "headers": SSE})
-            while (chunk := await resp.body_reader.read_chunk()) is not None:
-                await send({"type": "http.response.body", "body": chunk.to_bytes(), "more_body": True})
+        async with _client.stream(UPSTREAM + "/stream" + scope["path"], HEADERS, body, TIMEOUT) as up:
+            await send({"type": "http.response.start", "status": up.status, "headers": SSE})
+            while (chunk := await up.read()) is not None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
         return
-    request = (_client.post(UPSTREAM + scope["path"]).headers({"content-type": "application/json"})
-               .body_bytes(body).timeout(TIMEOUT).build())
-    resp = await request.send()
-    data = await resp.bytes()
-    await send({"type": "http.response.start", "status": resp.status, "headers": JSON})
-    await send({"type": "http.response.body", "body": data.to_bytes()})
+    reply = await _client.post(UPSTREAM + scope["path"], HEADERS, body, TIMEOUT)
+    await send({"type": "http.response.start", "status": reply.status, "headers": JSON})
+    await send({"type": "http.response.body", "body": reply.body})

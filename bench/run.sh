@@ -4,7 +4,7 @@
 #   bench/run.sh                   # direct, forwarder, lockgate, litellm
 #   bench/run.sh --only lockgate   # direct + forwarder + lockgate (skips LiteLLM and its install)
 #   bench/run.sh --only litellm    # direct + litellm only
-#   (forwarder: the featureless raw-ASGI + pyreqwest floor, bench/forwarder.py; measured with lockgate)
+#   (forwarder: the featureless raw-ASGI floor with Lockgate's upstream client, bench/forwarder.py; measured with lockgate)
 #   bench/run.sh --only lockgate --cache   # + the response-cache columns (same as BENCH_CACHE=1)
 #   bench/run.sh --only lockgate --with-tensorzero   # + TensorZero's gateway (bench/tensorzero_gateway.py)
 #   bench/run.sh --only tensorzero  # direct + tensorzero only

@@ -38,7 +38,7 @@ async def slow_server():
 
 
 async def test_many_requests_in_flight_batch_the_io_thread_and_idle_restores_it(slow_server):
-    upstream = Upstream(batch_at=3)
+    upstream = Upstream(batch_at=3, plain=False)
     upstream.policy.period = 0.05
     try:
         calls = [asyncio.ensure_future(upstream.post(slow_server, {}, b"{}", 5)) for _ in range(4)]
@@ -56,7 +56,7 @@ async def test_many_requests_in_flight_batch_the_io_thread_and_idle_restores_it(
 
 async def test_few_requests_in_flight_or_disabled_leave_the_io_thread_alone(slow_server):
     for batch_at, concurrent in ((3, 2), (0, 6)):
-        upstream = Upstream(batch_at=batch_at)
+        upstream = Upstream(batch_at=batch_at, plain=False)
         upstream.policy.period = 0.05
         try:
             calls = [asyncio.ensure_future(upstream.post(slow_server + "?delay=0.3", {}, b"{}", 5))

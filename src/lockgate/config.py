@@ -78,7 +78,7 @@ KNOWN_ROUTER = {
 }
 KNOWN_LOCKGATE = {
     "access_log", "max_request_body_mb", "allowed_api_bases", "upstream_max_connections",
-    "upstream_thread_batch_at", "connect_timeout", "database_path", "routing_rules", "governance",
+    "upstream_thread_batch_at", "upstream_plain_http_on_loop", "connect_timeout", "database_path", "routing_rules", "governance",
     "callback_timeout", "callback_log_timeout", "callback_queue_size", "callback_workers",
     "otel_forward_traceparent",
     "otel_export_content", "metrics",  # docs/observability.md, docs/metrics.md
@@ -156,6 +156,7 @@ class Settings:
     allowed_api_bases: list[str] = field(default_factory=list)
     upstream_max_connections: int | None = None
     upstream_thread_batch_at: int = 4  # requests in flight that batch the upstream I/O thread (transport/scheduling.py)
+    upstream_plain_http_on_loop: bool = True  # http:// upstreams on the event loop (transport/plain.py)
     router_settings: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold redis_password
     routing_rules: list[dict[str, Any]] = field(default_factory=list)
     redis_url: str | None = field(default=None, repr=False)  # shared state (routing, counters); may hold a password
@@ -270,6 +271,7 @@ def from_dict(raw: dict[str, Any]) -> Settings:
         allowed_api_bases=list(ours.get("allowed_api_bases") or []),
         upstream_max_connections=ours.get("upstream_max_connections"),
         upstream_thread_batch_at=int(ours.get("upstream_thread_batch_at", 4)),
+        upstream_plain_http_on_loop=bool(ours.get("upstream_plain_http_on_loop", True)),
         router_settings=_router_settings(router),
         routing_rules=list(ours.get("routing_rules") or []),
         redis_url=redis_url(general, router),

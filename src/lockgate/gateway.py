@@ -66,7 +66,7 @@ class Gateway:
         self.providers: dict[str, Provider] = registry()
         self.groups: dict[str, list[Deployment]] = settings.groups()
         self.upstream = Upstream(settings.connect_timeout, settings.upstream_max_connections,
-                                 settings.upstream_thread_batch_at)
+                                 settings.upstream_thread_batch_at, settings.upstream_plain_http_on_loop)
         self.metrics = Metrics(deployments=settings.deployments)
         self.access_log = access_log or AccessLog(enabled=settings.access_log)
         self.router = Router(settings)

@@ -21,8 +21,10 @@ os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
 
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
+from pyreqwest.response import ResponseBodyReader
 
 from ..errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
+from .plain import Connection, Dropped, PlainClient, Target, direct_hosts
 from .scheduling import IOThreadPolicy
 
 
@@ -54,20 +56,17 @@ class UpstreamReply(_Headers):
 
 
 class UpstreamStream(_Headers):
-    __slots__ = ("_reader", "status")
+    """A streamed answer, read as it arrives (``ReqwestStream`` or ``PlainStream``)."""
 
-    def __init__(self, status: int, headers: Mapping[str, str], reader) -> None:
+    __slots__ = ("status",)
+
+    def __init__(self, status: int, headers: Mapping[str, str]) -> None:
         super().__init__(headers)
         self.status = status
-        self._reader = reader
 
     async def read(self) -> bytes | None:
         """The next chunk as it arrived, or None at the end of the body."""
-        try:
-            chunk = await self._reader.read_chunk()
-        except PyreqwestError as exc:
-            raise _map(exc) from None
-        return None if chunk is None else chunk.to_bytes()
+        raise NotImplementedError
 
     async def read_all(self, limit: int | None = None) -> bytes:
         """The rest of the body; over ``limit`` bytes it is not read further (502)."""
@@ -81,13 +80,54 @@ class UpstreamStream(_Headers):
         return b"".join(parts)
 
 
+class ReqwestStream(UpstreamStream):
+    __slots__ = ("_reader",)
+
+    def __init__(self, status: int, headers: Mapping[str, str], reader: ResponseBodyReader) -> None:
+        super().__init__(status, headers)
+        self._reader = reader
+
+    async def read(self) -> bytes | None:
+        try:
+            chunk = await self._reader.read_chunk()
+        except PyreqwestError as exc:
+            raise _map(exc) from None
+        return None if chunk is None else chunk.to_bytes()
+
+
+class PlainStream(UpstreamStream):
+    """A streamed answer from a plain-HTTP provider (``plain.py``)."""
+
+    __slots__ = ("_conn", "_idle")
+
+    def __init__(self, conn: Connection, idle_timeout: float) -> None:
+        super().__init__(conn.status, conn.headers())
+        self._conn = conn
+        self._idle = idle_timeout
+
+    async def read(self) -> bytes | None:
+        conn = self._conn
+        while True:
+            data = conn.take()
+            if data is not None:
+                return data
+            if conn.complete:
+                return None
+            try:
+                await conn.wait_idle(self._idle)
+            except Dropped:
+                raise UpstreamUnreachable("the connection to the provider failed") from None
+
+
 class Upstream:
-    def __init__(self, connect_timeout: float = 10.0, max_connections: int | None = None, batch_at: int = 0) -> None:
+    def __init__(self, connect_timeout: float = 10.0, max_connections: int | None = None, batch_at: int = 0,
+                 plain: bool = True) -> None:
         self._connect_timeout = connect_timeout
         self._max_connections = max_connections
         self._clients: dict[float | None, Client] = {}
         self._timeouts: dict[float, timedelta] = {}
         self.policy = IOThreadPolicy(batch_at)  # the I/O thread's scheduling follows the load
+        self.plain = PlainClient(connect_timeout, max_connections, direct_hosts()) if plain else None
 
     def _timeout(self, seconds: float) -> timedelta:
         """The same few timeouts every request: made once each (bounded: clients may ask for their own)."""
@@ -119,6 +159,9 @@ class Upstream:
                    limit: int | None = None) -> UpstreamReply:
         """One request, the whole answer read.  An answer over ``limit`` bytes is refused (502) before
         anything parses it: one comparison, so the read itself stays the fast fully-buffered one."""
+        target = None if self.plain is None else self.plain.target(url)
+        if target is not None:
+            return await self._plain(target, target.post, headers, body, timeout, limit)
         request = (
             self._client(None).post(url).headers(headers).body_bytes(body)
             .timeout(self._timeout(timeout)).build()
@@ -135,7 +178,21 @@ class Upstream:
             raise too_large(limit)
         return UpstreamReply(resp.status, resp.headers, data.to_bytes())
 
+    async def _plain(self, target: Target, head: str, headers: dict[str, str], body: bytes | None,
+                     timeout: float, limit: int | None) -> UpstreamReply:
+        assert self.plain is not None
+        try:
+            conn = await self.plain.exchange(target, head, headers, body, timeout, limit, False)
+        except ResponseTooLarge:
+            raise too_large(limit or 0) from None
+        reply = UpstreamReply(conn.status, conn.headers(), conn.body())
+        conn.release()
+        return reply
+
     async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
+        target = None if self.plain is None else self.plain.target(url)
+        if target is not None:
+            return await self._plain(target, target.get, headers, None, timeout, None)
         request = self._client(None).get(url).headers(headers).timeout(timedelta(seconds=timeout)).build()
         try:
             resp = await request.send()
@@ -148,6 +205,16 @@ class Upstream:
     async def stream(
         self, url: str, headers: dict[str, str], body: bytes, idle_timeout: float
     ) -> AsyncIterator[UpstreamStream]:
+        target = None if self.plain is None else self.plain.target(url)
+        if target is not None:
+            assert self.plain is not None
+            conn = await self.plain.exchange(target, target.post, headers, body, idle_timeout, None, True)
+            stream = PlainStream(conn, idle_timeout)
+            try:
+                yield stream
+            finally:
+                conn.release()  # back to the pool only if the answer was read to its end
+            return
         request = (
             self._client(idle_timeout).post(url).headers(headers).body_bytes(body)
             .streamed_read_buffer_limit(1).build_streamed()
@@ -159,7 +226,7 @@ class Upstream:
             except PyreqwestError as exc:
                 raise _map(exc) from None
             try:
-                yield UpstreamStream(resp.status, resp.headers, resp.body_reader)
+                yield ReqwestStream(resp.status, resp.headers, resp.body_reader)
             finally:
                 await request.__aexit__(None, None, None)
         finally:
@@ -167,6 +234,8 @@ class Upstream:
 
     async def close(self) -> None:
         self.policy.close()
+        if self.plain is not None:
+            self.plain.close()
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
