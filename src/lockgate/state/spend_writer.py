@@ -42,6 +42,7 @@ class SpendWriter:
         self.journal: Journal = open_journal(directory)
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None  # set while the writer waits for records
+        self._idle = False  # the writer waits with everything applied: the next record wakes it
         self._pending_count = 0
         # Records appended since the checkpoint, kept in memory so a flush needs no re-read and
         # re-decode of the journal; dropped (the journal file is read instead) past ``memory_limit``
@@ -91,7 +92,7 @@ class SpendWriter:
             else:
                 self._memory = None
         self._pending_count += 1
-        if self._waiter is not None and (self._pending_count == 1 or self._pending_count >= self.batch_size):
+        if self._waiter is not None and (self._idle or self._pending_count >= self.batch_size):
             _wake(self._waiter)  # the first record wakes an idle writer; a full batch, a gathering one
 
     # -- background
@@ -116,20 +117,27 @@ class SpendWriter:
                 await asyncio.sleep(backoff)
 
     async def _wait(self, timeout: float | None) -> None:
+        """Until ``timeout`` (gathering a batch: only a full one ends it sooner) or, with None (idle:
+        everything applied), until the next record."""
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
+        self._idle = timeout is None
         timer = loop.call_later(timeout, _wake, waiter) if timeout is not None else None
         try:
             await waiter
         finally:
             self._waiter = None
+            self._idle = False
             if timer is not None:
                 timer.cancel()
 
     async def flush_once(self) -> int:
-        """Apply everything journaled so far (in batches); returns records applied."""
+        """Apply everything journaled so far (in batches); returns records applied.  Records that
+        arrive meanwhile wait for the next batch (applying them at once would make batches of a few
+        records, each with a transaction's fixed cost)."""
         done = 0
-        while True:
+        target = self.journal.size
+        while self.journal.applied < target:
             records, end, fresh = self._take()
             if not records:
                 break
@@ -137,7 +145,7 @@ class SpendWriter:
                 await self.store.apply_spend(records[i : i + self.batch_size], fresh)
             self.journal.checkpoint(end)
             done += len(records)
-        self._pending_count = 0
+        self._pending_count = max(0, self._pending_count - done)
         self.applied_total += done
         if self.journal.rotate_if_done(self.rotate_bytes):
             self._memory_start = 0  # memory was empty (everything applied) and stays valid
