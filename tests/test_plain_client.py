@@ -193,6 +193,31 @@ def test_a_request_on_a_connection_the_provider_dropped_is_sent_again_once(run) 
 
 
 @RUNNERS
+def test_bytes_nobody_asked_for_retire_the_connection(run) -> None:
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if server.connections == 1:
+            await server.next_request(reader)
+            writer.write(OK + OK)  # one answer too many, in the same segment
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstale")  # and later, unasked
+            await writer.drain()
+            await asyncio.sleep(1)
+            return
+        await answer_ok(server, reader, writer)
+
+    async def body(server: RawServer, up: Upstream) -> None:
+        reply = await up.post(server.url, {}, b"1", 5.0)
+        assert (reply.status, reply.body) == (200, b'{"ok":true}')
+        await asyncio.sleep(0.1)
+        reply = await up.post(server.url, {}, b"2", 5.0)
+        assert (reply.status, reply.body) == (200, b'{"ok":true}')
+
+    server = scenario(run, handler, body)
+    assert server.connections == 2 and [sent for _, sent in server.requests] == [b"1", b"2"]
+
+
+@RUNNERS
 def test_a_new_connection_dropped_before_the_answer_is_not_retried(run) -> None:
     async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.next_request(reader)

@@ -57,6 +57,7 @@ class Connection(asyncio.Protocol):
         self._reset()
 
     def _reset(self) -> None:
+        self.busy = False  # an exchange is on: bytes arriving otherwise are a fault of the provider
         self.status = 0
         self.names: list[bytes] = []
         self.values: list[bytes] = []
@@ -79,6 +80,9 @@ class Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if not self.busy:  # nothing was asked: this connection cannot be trusted with a request
+            self._fail(Dropped("the provider sent bytes nobody asked for"))
+            return
         self.answered = True
         try:
             self.parser.feed_data(data)
@@ -98,7 +102,13 @@ class Connection(asyncio.Protocol):
 
     # -- the parser's callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # more than the one answer: the connection is not reused
+            self.keep_alive = False
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.complete:
+            return
         self.head_size += len(name) + len(value)
         if self.head_size > MAX_HEAD:
             self._fail(Dropped("the provider's answer has too many headers"))
@@ -107,6 +117,8 @@ class Connection(asyncio.Protocol):
         self.values.append(value)
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
         status = self.parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue, 103): the real one follows
             self.names.clear()
@@ -121,6 +133,8 @@ class Connection(asyncio.Protocol):
             self._wake()
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:
+            return
         self.size += len(body)
         if self.streaming:
             self.parts.append(body)
@@ -134,7 +148,7 @@ class Connection(asyncio.Protocol):
             self.parts.append(body)
 
     def on_message_complete(self) -> None:
-        if self.head_done:
+        if self.head_done and not self.complete:
             self.complete = True
             self._wake()
 
@@ -373,6 +387,7 @@ class PlainClient:
         fresh = False
         while True:
             conn = await pool.acquire(fresh)
+            conn.busy = True
             conn.limit = limit
             conn.streaming = streaming
             timer = loop.call_at(deadline, conn.time_out)
