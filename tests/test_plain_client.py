@@ -293,6 +293,26 @@ def test_max_connections_queues_requests(run) -> None:
 
 
 @RUNNERS
+def test_waiting_for_a_free_connection_counts_against_the_timeout(run) -> None:
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await server.next_request(reader):
+            await asyncio.sleep(0.5)
+            writer.write(OK)
+            await writer.drain()
+
+    async def body(server: RawServer, up: Upstream) -> None:
+        first = asyncio.ensure_future(up.post(server.url, {}, b"{}", 5.0))
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(UpstreamTimeout):
+            await up.post(server.url, {}, b"{}", 0.2)  # the one connection stays busy for 0.5 s
+        assert time.monotonic() - started < 0.45
+        assert (await first).status == 200
+
+    assert scenario(run, handler, body, max_connections=1).connections == 1
+
+
+@RUNNERS
 def test_a_header_with_a_line_break_is_never_sent(run) -> None:
     async def body(server: RawServer, up: Upstream) -> None:
         for bad in ({"x-a": "1\r\nx-injected: 1"}, {"x-a": "1\nx-b: 2"}, {"x-a": "1\r"}, {"x-a": "é€"}):

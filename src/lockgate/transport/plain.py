@@ -246,7 +246,7 @@ class Pool:
         self.open = 0
         self.queue: deque[asyncio.Future[None]] = deque()  # requests waiting for a connection
 
-    async def acquire(self, fresh: bool) -> Connection:
+    async def acquire(self, fresh: bool, deadline: float) -> Connection:
         while True:
             if not fresh:
                 while self.idle:
@@ -255,22 +255,23 @@ class Pool:
                         return conn
                     conn.close()
             if self.max_connections is None or self.open < self.max_connections:
-                return await self._connect()
+                return await self._connect(min(self.connect_timeout, deadline - self.loop.time()))
             slot = self.loop.create_future()
             self.queue.append(slot)
             try:
-                await slot
-            except BaseException:
+                await asyncio.wait_for(slot, max(deadline - self.loop.time(), 0.0))
+            except BaseException as exc:
                 if slot.done() and not slot.cancelled():
                     self._notify()  # pass on the turn this request no longer takes
+                if isinstance(exc, TimeoutError):
+                    raise UpstreamTimeout("the provider did not answer in time") from None
                 raise
 
-    async def _connect(self) -> Connection:
+    async def _connect(self, timeout: float) -> Connection:
         self.open += 1
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: Connection(self), self.host, self.port),
-                self.connect_timeout)
+                self.loop.create_connection(lambda: Connection(self), self.host, self.port), max(timeout, 0.0))
         except TimeoutError:
             self._freed()
             raise UpstreamTimeout("the provider did not answer in time") from None
@@ -386,7 +387,7 @@ class PlainClient:
         deadline = loop.time() + timeout
         fresh = False
         while True:
-            conn = await pool.acquire(fresh)
+            conn = await pool.acquire(fresh, deadline)
             conn.busy = True
             conn.limit = limit
             conn.streaming = streaming
