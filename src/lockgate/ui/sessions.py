@@ -203,14 +203,21 @@ class LoginLimiter:
         for key, _ in self._keys(address, username):
             await self._add(key)
 
-    def _redis_key(self, key: str) -> str:
+    def _redis_keys(self, key: str) -> tuple[str, str, float]:
+        """This minute's counter, the last minute's, and how much of the last one still counts: a
+        sliding minute approximated from two fixed ones (a burst across a minute's end still counts
+        whole; with one fixed minute it was split in two halves, each under the limit)."""
         prefix = self.gw.governance.prefix if self.gw.governance is not None else "lockgate:"
-        return f"{prefix}ui:login:{key}:{int(time.time() // self.WINDOW)}"
+        now = time.time()
+        slot = int(now // self.WINDOW)
+        return (f"{prefix}ui:login:{key}:{slot}", f"{prefix}ui:login:{key}:{slot - 1}",
+                1.0 - (now % self.WINDOW) / self.WINDOW)
 
     async def _count(self, key: str) -> int:
         if self.gw.redis is not None:
-            value = await self.gw.redis.get(self._redis_key(key))
-            return int(value or 0)
+            current, previous, weight = self._redis_keys(key)
+            now_count, last_count = await self.gw.redis.mget(current, previous)
+            return int(now_count or 0) + round(int(last_count or 0) * weight)
         now = time.monotonic()
         stamps = self.failures.get(key)
         if not stamps:
@@ -221,7 +228,7 @@ class LoginLimiter:
 
     async def _add(self, key: str) -> None:
         if self.gw.redis is not None:
-            name = self._redis_key(key)
+            name = self._redis_keys(key)[0]
             async with self.gw.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(name)
                 pipe.expire(name, int(self.WINDOW) * 2)
