@@ -289,33 +289,53 @@ def test_x_forwarded_proto_counts_only_from_a_trusted_proxy(mocks, tmp_path):
         stop(gw)
 
 
-async def test_the_shared_sign_in_limit_counts_a_burst_across_a_minutes_end(monkeypatch):
+def test_the_shared_sign_in_limit_counts_a_burst_across_a_minutes_end(monkeypatch):
     """Redis counts failures per fixed minute; the limiter adds the last minute's share, so five
-    failures straddling a minute's end still block (with one fixed minute they were 3 + 2)."""
+    failures straddling a minute's end still block (with one fixed minute they were 3 + 2).  Run on a
+    loop of its own in a thread: this module's browser fixtures keep Playwright's loop on this one."""
+    import asyncio
+    import threading
     import types
 
     import redis.asyncio
 
     from lockgate.ui import sessions
 
-    client = redis.asyncio.Redis.from_url(REDIS_URL)
-    prefix = f"lockgate-test-{uuid.uuid4().hex[:8]}:"
-    gw = types.SimpleNamespace(redis=client, governance=types.SimpleNamespace(prefix=prefix))
-    limiter = sessions.LoginLimiter(gw)  # type: ignore[arg-type]
     clock = [60.0 * 1_000_000 - 1.0]  # one second before a minute's end
     monkeypatch.setattr(sessions.time, "time", lambda: clock[0])
-    try:
-        for _ in range(3):
-            await limiter.fail("10.0.0.1", "someone")
-        clock[0] += 2.0  # the next minute
-        for _ in range(2):
-            await limiter.fail("10.0.0.1", "someone")
-        assert await limiter.blocked("10.0.0.2", "someone")  # five for this user in the last two seconds
-        assert not await limiter.blocked("10.0.0.2", "someone-else")
-        clock[0] += 60.0  # a minute later only the newer two count, scaled down
-        assert not await limiter.blocked("10.0.0.2", "someone")
-    finally:
-        keys = [key async for key in client.scan_iter(prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
+    outcome: list[BaseException | None] = []
+
+    async def scenario() -> None:
+        client = redis.asyncio.Redis.from_url(REDIS_URL)
+        prefix = f"lockgate-test-{uuid.uuid4().hex[:8]}:"
+        gw = types.SimpleNamespace(redis=client, governance=types.SimpleNamespace(prefix=prefix))
+        limiter = sessions.LoginLimiter(gw)  # type: ignore[arg-type]
+        try:
+            for _ in range(3):
+                await limiter.fail("10.0.0.1", "someone")
+            clock[0] += 2.0  # the next minute
+            for _ in range(2):
+                await limiter.fail("10.0.0.1", "someone")
+            assert await limiter.blocked("10.0.0.2", "someone")  # five for this user in the last two seconds
+            assert not await limiter.blocked("10.0.0.2", "someone-else")
+            clock[0] += 60.0  # a minute later only the newer two count, scaled down
+            assert not await limiter.blocked("10.0.0.2", "someone")
+        finally:
+            keys = [key async for key in client.scan_iter(prefix + "*")]
+            if keys:
+                await client.delete(*keys)
+            await client.aclose()
+
+    def run() -> None:
+        try:
+            asyncio.run(scenario())
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert outcome, "the scenario did not finish"
+    if outcome[0] is not None:
+        raise outcome[0]
