@@ -227,6 +227,9 @@ def test_policy_key_team_model_and_request(policed):
 def test_during_call_blocks_after_the_provider_was_asked(policed, mocks):
     tag = uuid.uuid4().hex[:8]
     key = httpx.post(policed.url + "/key/generate", headers=ADMIN, json={}, timeout=10).json()["key"]
+    # a connection to the provider is open, as on a gateway in use: the call is on its way at once (on a
+    # new connection a refusal that came before the connect would cancel the call before it was sent)
+    _oai(policed, key).chat.completions.create(model="openai-model", messages=[{"role": "user", "content": "hi"}])
     started = time.monotonic()
     with pytest.raises(openai.BadRequestError, match="during") as err:
         _oai(policed, key).chat.completions.create(  # the provider takes 3 s to answer (TRIGGER_SLOW)
