@@ -24,7 +24,7 @@ from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutErr
 from pyreqwest.response import ResponseBodyReader
 
 from ..errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
-from .plain import Connection, Dropped, PlainClient, Target, direct_hosts
+from .plain import Connection, Dropped, PlainClient, RawHeaders, Target, direct_hosts
 from .scheduling import IOThreadPolicy
 
 
@@ -34,7 +34,7 @@ class _Headers:
 
     __slots__ = ("_dict", "_raw")
 
-    def __init__(self, headers: Mapping[str, str]) -> None:
+    def __init__(self, headers: Mapping[str, str] | RawHeaders) -> None:
         self._raw = headers
         self._dict: dict[str, str] | None = headers if isinstance(headers, dict) else None
 
@@ -49,7 +49,7 @@ class _Headers:
 class UpstreamReply(_Headers):
     __slots__ = ("body", "status")
 
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str] | RawHeaders, body: bytes) -> None:
         super().__init__(headers)
         self.status = status
         self.body = body
@@ -60,7 +60,7 @@ class UpstreamStream(_Headers):
 
     __slots__ = ("status",)
 
-    def __init__(self, status: int, headers: Mapping[str, str]) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str] | RawHeaders) -> None:
         super().__init__(headers)
         self.status = status
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, ItemsView
 from time import monotonic
 from urllib.parse import urlsplit
 
@@ -36,6 +36,25 @@ def direct_hosts() -> Callable[[str], bool] | None:
     if "http" not in urllib.request.getproxies_environment():
         return None
     return lambda host: bool(urllib.request.proxy_bypass(host))
+
+
+class RawHeaders:
+    """An answer's header lines as they came; ``items()`` decodes them (names lower-cased, repeated
+    names joined with ", ").  A successful answer's headers are rarely read: no work until then."""
+
+    __slots__ = ("names", "values")
+
+    def __init__(self, names: list[bytes], values: list[bytes]) -> None:
+        self.names = names
+        self.values = values
+
+    def items(self) -> ItemsView[str, str]:
+        out: dict[str, str] = {}
+        for name, value in zip(self.names, self.values, strict=True):
+            key = name.decode("latin-1").lower()
+            text = value.decode("latin-1")
+            out[key] = f"{out[key]}, {text}" if key in out else text
+        return out.items()
 
 
 class Dropped(Exception):
@@ -189,13 +208,9 @@ class Connection(asyncio.Protocol):
         finally:
             timer.cancel()
 
-    def headers(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in zip(self.names, self.values, strict=True):
-            key = name.decode("latin-1").lower()
-            text = value.decode("latin-1")
-            out[key] = f"{out[key]}, {text}" if key in out else text
-        return out
+    def headers(self) -> RawHeaders:
+        """The answer's headers as received, decoded only if read (``_reset`` starts new lists)."""
+        return RawHeaders(self.names, self.values)
 
     def body(self) -> bytes:
         parts = self.parts
