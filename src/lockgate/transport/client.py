@@ -23,8 +23,8 @@ from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, RequestTimeoutError
 from pyreqwest.response import ResponseBodyReader
 
-from ..errors import ResponseTooLarge, UpstreamTimeout, UpstreamUnreachable
-from .plain import Connection, Dropped, PlainClient, RawHeaders, Target, direct_hosts
+from ..errors import ResponseTooLarge
+from .plain import Connection, Dropped, PlainClient, RawHeaders, Target, broken, direct_hosts, timed_out, unreachable
 from .scheduling import IOThreadPolicy
 
 
@@ -116,7 +116,7 @@ class PlainStream(UpstreamStream):
             try:
                 await conn.wait_idle(self._idle)
             except Dropped:
-                raise UpstreamUnreachable("the connection to the provider failed") from None
+                raise broken() from None
 
 
 class Upstream:
@@ -159,7 +159,7 @@ class Upstream:
                    limit: int | None = None) -> UpstreamReply:
         """One request, the whole answer read.  An answer over ``limit`` bytes is refused (502) before
         anything parses it: one comparison, so the read itself stays the fast fully-buffered one."""
-        target = None if self.plain is None else self.plain.target(url)
+        target = self._target(url)
         if target is not None:
             return await self._plain(target, target.post, headers, body, timeout, limit)
         request = (
@@ -178,11 +178,14 @@ class Upstream:
             raise too_large(limit)
         return UpstreamReply(resp.status, resp.headers, data.to_bytes())
 
+    def _target(self, url: str) -> Target | None:
+        """Where a plain-HTTP ``url`` goes on the loop's client; None: pyreqwest takes it."""
+        return None if self.plain is None else self.plain.target(url)
+
     async def _plain(self, target: Target, head: str, headers: dict[str, str], body: bytes | None,
                      timeout: float, limit: int | None) -> UpstreamReply:
-        assert self.plain is not None
         try:
-            conn = await self.plain.exchange(target, head, headers, body, timeout, limit, False)
+            conn = await target.exchange(head, headers, body, timeout, limit, False)
         except ResponseTooLarge:
             raise too_large(limit or 0) from None
         reply = UpstreamReply(conn.status, conn.headers(), conn.body())
@@ -190,7 +193,7 @@ class Upstream:
         return reply
 
     async def get(self, url: str, headers: dict[str, str], timeout: float) -> UpstreamReply:
-        target = None if self.plain is None else self.plain.target(url)
+        target = self._target(url)
         if target is not None:
             return await self._plain(target, target.get, headers, None, timeout, None)
         request = self._client(None).get(url).headers(headers).timeout(timedelta(seconds=timeout)).build()
@@ -205,10 +208,9 @@ class Upstream:
     async def stream(
         self, url: str, headers: dict[str, str], body: bytes, idle_timeout: float
     ) -> AsyncIterator[UpstreamStream]:
-        target = None if self.plain is None else self.plain.target(url)
+        target = self._target(url)
         if target is not None:
-            assert self.plain is not None
-            conn = await self.plain.exchange(target, target.post, headers, body, idle_timeout, None, True)
+            conn = await target.exchange(target.post, headers, body, idle_timeout, None, True)
             stream = PlainStream(conn, idle_timeout)
             try:
                 yield stream
@@ -243,10 +245,10 @@ class Upstream:
 
 def _map(exc: PyreqwestError) -> Exception:
     if isinstance(exc, RequestTimeoutError):
-        return UpstreamTimeout("the provider did not answer in time")
+        return timed_out()
     if isinstance(exc, ConnectError):
-        return UpstreamUnreachable("the provider could not be reached")
-    return UpstreamUnreachable("the connection to the provider failed")
+        return unreachable()
+    return broken()
 
 
 def too_large(limit: int) -> ResponseTooLarge:

@@ -38,6 +38,19 @@ def direct_hosts() -> Callable[[str], bool] | None:
     return lambda host: bool(urllib.request.proxy_bypass(host))
 
 
+def timed_out() -> UpstreamTimeout:
+    return UpstreamTimeout("the provider did not answer in time")
+
+
+def unreachable() -> UpstreamUnreachable:
+    return UpstreamUnreachable("the provider could not be reached")
+
+
+def broken() -> UpstreamUnreachable:
+    """The connection failed after it was made (both clients say the same three things)."""
+    return UpstreamUnreachable("the connection to the provider failed")
+
+
 class RawHeaders:
     """An answer's header lines as they came; ``items()`` decodes them (names lower-cased, repeated
     names joined with ", ").  A successful answer's headers are rarely read: no work until then."""
@@ -187,7 +200,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def time_out(self) -> None:
-        self._fail(UpstreamTimeout("the provider did not answer in time"))
+        self._fail(timed_out())
 
     async def wait(self) -> None:
         """Until the parser has news (raises what failed the connection)."""
@@ -279,7 +292,7 @@ class Pool:
                 if slot.done() and not slot.cancelled():
                     self._notify()  # pass on the turn this request no longer takes
                 if isinstance(exc, TimeoutError):
-                    raise UpstreamTimeout("the provider did not answer in time") from None
+                    raise timed_out() from None
                 raise
 
     async def _connect(self, timeout: float) -> Connection:
@@ -289,10 +302,10 @@ class Pool:
                 self.loop.create_connection(lambda: Connection(self), self.host, self.port), max(timeout, 0.0))
         except TimeoutError:
             self._freed()
-            raise UpstreamTimeout("the provider did not answer in time") from None
+            raise timed_out() from None
         except OSError:
             self._freed()
-            raise UpstreamUnreachable("the provider could not be reached") from None
+            raise unreachable() from None
         except BaseException:
             self._freed()
             raise
@@ -329,7 +342,7 @@ class Pool:
 
 
 class Target:
-    """Where one URL goes: its host's pool and the first lines of a request to it."""
+    """Where one URL goes: its host's pool and the first lines of a request to it; ``exchange`` sends one."""
 
     __slots__ = ("get", "pool", "post")
 
@@ -338,9 +351,62 @@ class Target:
         self.post = f"POST {path} HTTP/1.1\r\nhost: {host}\r\n"
         self.get = f"GET {path} HTTP/1.1\r\nhost: {host}\r\n"
 
+    async def exchange(self, head: str, headers: dict[str, str], body: bytes | None,
+                       timeout: float, limit: int | None, streaming: bool) -> Connection:
+        """Send one request; return its connection once the answer is whole (streaming: once its
+        head arrived).  ``timeout`` bounds all of it.  A request that failed on a reused connection
+        before any answer came is sent once more on a new connection: the provider had closed the idle
+        connection while the request was on its way."""
+        lines = [head]
+        for name, value in headers.items():
+            lines.append(f"{name}: {value}\r\n")
+        lines.append("\r\n" if body is None else f"content-length: {len(body)}\r\n\r\n")
+        text = "".join(lines)
+        breaks = len(headers) + (3 if body is None else 4)  # one per line, and the blank line
+        if text.count("\n") != breaks or text.count("\r") != breaks:
+            raise UpstreamUnreachable("a header of the request to the provider holds a line break")
+        try:
+            data = text.encode("latin-1")
+        except UnicodeEncodeError:
+            raise UpstreamUnreachable("a header of the request to the provider is not Latin-1") from None
+        large = body is not None and len(body) >= JOIN_UNDER
+        if body and not large:
+            data += body
+        pool = self.pool
+        loop = pool.loop
+        deadline = loop.time() + timeout
+        fresh = False
+        while True:
+            conn = await pool.acquire(fresh, deadline)
+            conn.busy = True
+            conn.limit = limit
+            conn.streaming = streaming
+            timer = loop.call_at(deadline, conn.time_out)
+            try:
+                transport = conn.transport
+                assert transport is not None
+                if large:
+                    transport.writelines((data, body))  # type: ignore[arg-type]
+                else:
+                    transport.write(data)
+                while not (conn.head_done if streaming else conn.complete):
+                    await conn.wait()
+            except Dropped:
+                conn.close()
+                if conn.used and not conn.answered and not fresh:
+                    fresh = True
+                    continue
+                raise broken() from None
+            except BaseException:
+                conn.close()
+                raise
+            finally:
+                timer.cancel()
+            return conn
+
 
 class PlainClient:
-    """Requests to ``http://`` URLs; ``target`` says whether a URL is one (else pyreqwest takes it)."""
+    """The pools of ``http://`` providers; ``target`` says whether a URL is one (else pyreqwest takes it)."""
 
     def __init__(self, connect_timeout: float, max_connections: int | None,
                  direct: Callable[[str], bool] | None) -> None:
@@ -375,59 +441,6 @@ class PlainClient:
         if len(self.targets) < 1024:  # URLs come from the configuration: a few per deployment
             self.targets[url] = result
         return result
-
-    async def exchange(self, target: Target, head: str, headers: dict[str, str], body: bytes | None,
-                       timeout: float, limit: int | None, streaming: bool) -> Connection:
-        """Send one request; return its connection once the answer is whole (streaming: once its
-        head arrived).  ``timeout`` bounds all of it.  A request that failed on a reused connection
-        before any answer came is sent once more on a new connection: the provider had closed the idle
-        connection while the request was on its way."""
-        lines = [head]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n")
-        lines.append("\r\n" if body is None else f"content-length: {len(body)}\r\n\r\n")
-        text = "".join(lines)
-        breaks = len(headers) + (3 if body is None else 4)  # one per line, and the blank line
-        if text.count("\n") != breaks or text.count("\r") != breaks:
-            raise UpstreamUnreachable("a header of the request to the provider holds a line break")
-        try:
-            data = text.encode("latin-1")
-        except UnicodeEncodeError:
-            raise UpstreamUnreachable("a header of the request to the provider is not Latin-1") from None
-        large = body is not None and len(body) >= JOIN_UNDER
-        if body and not large:
-            data += body
-        pool = target.pool
-        loop = pool.loop
-        deadline = loop.time() + timeout
-        fresh = False
-        while True:
-            conn = await pool.acquire(fresh, deadline)
-            conn.busy = True
-            conn.limit = limit
-            conn.streaming = streaming
-            timer = loop.call_at(deadline, conn.time_out)
-            try:
-                transport = conn.transport
-                assert transport is not None
-                if large:
-                    transport.writelines((data, body))  # type: ignore[arg-type]
-                else:
-                    transport.write(data)
-                while not (conn.head_done if streaming else conn.complete):
-                    await conn.wait()
-            except Dropped:
-                conn.close()
-                if conn.used and not conn.answered and not fresh:
-                    fresh = True
-                    continue
-                raise UpstreamUnreachable("the connection to the provider failed") from None
-            except BaseException:
-                conn.close()
-                raise
-            finally:
-                timer.cancel()
-            return conn
 
     def close(self) -> None:
         for pool in self.pools.values():
