@@ -73,7 +73,7 @@ def one(args, procs: bench.Procs, workdir: str, config: str, binary: str, env: s
         script = os.path.join(workdir, "request.lua")
         model = "bench-stream" if args.stream else "bench-model"
         bench.write_lua(script, bench.request_body(model, args.stream), key)
-        wrk(port, script, args.connections, 3)  # warm-up
+        wrk(port, script, args.warmup_connections or args.connections, 3)  # warm-up
         before = threads(proc.pid)
         res = wrk(port, script, args.connections, args.seconds)
         after = threads(proc.pid)
@@ -102,6 +102,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--warmup-connections", type=int,
+                    help="connections of the 3 s warm-up (default: --connections; bench.py warms up at 32)")
     ap.add_argument("--virtual-key", action="store_true", help="requests use a key made with /key/generate")
     ap.add_argument("--stream", action="store_true", help="streamed requests (the bench-stream model's SSE answer)")
     ap.add_argument("--lockgate-bin", action="append",

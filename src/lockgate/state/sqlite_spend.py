@@ -1,24 +1,27 @@
 """Spend batches on the embedded SQLite database: plain ``sqlite3``, no SQLAlchemy on this path.
 
-The batched spend writer is the only frequent writer of the embedded database.  Two paths write
+The batched spend writer is the only frequent writer of the embedded database.  Three paths write
 the same rows the SQLAlchemy path (``SQLStore._apply_spend``, used by PostgreSQL) writes:
 
-* **on the event loop** (the usual path, for the writer's fresh batches): one transaction on a
-  connection of the loop thread, rows inserted ``LOOP_CHUNK`` at a time with a yield to the loop
-  between chunks, then the batch's totals added to every level and COMMIT.  A row costs ~4-5 µs
-  this way.  In a thread, interleaved with the loop on a busy core, the same insert cost ~21 µs of
-  CPU per row (preempted at every wake-up of the loop, caches cold each time) and added ~20-40 µs
-  to every request at one connection (docs/performance.md).  One row at a time right after each
-  answer was tried too: ~10 µs a row (the answer's work evicts SQLite's pages in between).  The
-  loop connection never waits for a lock (``busy_timeout`` 0) and never checkpoints the WAL
-  inline (a thread does, about once a second), so it cannot stall the loop for long.
-* **in a thread** (the fallback, and replay): a whole batch is one hop to a dedicated thread
-  running one ``BEGIN IMMEDIATE`` transaction: existing ids looked up (a replay after a crash
-  between apply and checkpoint; skipped for records the writer handed over in memory, which are
-  new, unless the insert meets one after all), new rows inserted with one ``executemany``, then
-  one ``UPDATE`` per entity that spent.  Taken for replayed batches and whenever the loop path
-  cannot finish (the lock is held by another writer, an id is already stored, an error): the loop
-  transaction is rolled back first, so a row is never written twice.
+* **in idle time** (the usual path, for the writer's fresh batches): a thread running as
+  ``SCHED_IDLE`` writes ``BACKGROUND_ROWS`` rows per transaction.  The kernel runs it only when
+  the event loop waits (on a provider, on the next request) and takes the core back the moment
+  the loop wakes; the loop then waits for the GIL at most until the thread's next SQLite call (it
+  releases the GIL for every row it steps).  On the loop the same rows stalled it for ~150 µs a
+  chunk, twice or more per batch: that stall was the p99 at one connection (docs/performance.md).
+* **on the event loop** (when idle time is short): a saturated core leaves an idle thread almost
+  nothing (~0.3 %), so a background transaction that took longer than ``BACKGROUND_LATE`` sends
+  the writer's batches to the loop for ``LOOP_HOLD`` seconds: one transaction, rows inserted
+  ``LOOP_CHUNK`` at a time with a yield between chunks, then the totals and COMMIT (~4-5 µs a
+  row; in a thread interleaved with a busy loop the same rows cost five times the CPU).  The
+  loop connection never waits for a lock (``busy_timeout`` 0) and never checkpoints the WAL.
+* **in a thread, checked** (the fallback, and replay): one ``BEGIN IMMEDIATE`` transaction: ids
+  already stored looked up (a replay after a crash between apply and checkpoint), new rows
+  inserted with one ``executemany``, then one ``UPDATE`` per entity that spent.  Taken for
+  replayed batches and whenever a faster path cannot finish (the lock is held by another writer,
+  an id is already stored, an error): the faster path's transaction is rolled back first, so a
+  row is never written twice.  The same idle-time thread runs it, and checkpoints the WAL about
+  once a second.
 """
 
 from __future__ import annotations
@@ -41,21 +44,28 @@ COLUMNS = ("request_id", "api_key", "user_id", "team_id", "organization_id", "en
            "status", "start_time", "end_time", "metadata")
 CHUNK = 500  # ids per lookup (SQLite's default limit of bound variables is far above)
 INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+BACKGROUND_ROWS = 64  # rows per idle-time transaction
+BACKGROUND_LATE = 0.05  # s: an idle-time transaction this slow means the core has no idle time...
+PING_LATE = 0.002  # s: ...until the thread runs PINGS_ON_TIME pings in a row (one sent with each
+PINGS_ON_TIME = 3  # loop batch) within this (a saturated core runs one on time now and then)
+PROBE_ROWS = 8  # rows of the first idle-time transaction after that (starved: a short hold of the lock)
 LOOP_CHUNK = 32  # rows inserted on the loop between two yields (~150 µs)
 LOOP_BATCH_MAX = 2000  # larger batches (a burst after an outage) go to the thread
 WAL_CHECKPOINT_EVERY = 1.0  # seconds between the thread's passive WAL checkpoints
+BACKGROUND_NICE = 19  # where SCHED_IDLE is missing (not Linux)
 
 
-BACKGROUND_NICE = 10
-
-
-def _lower_priority() -> None:
-    """Run this thread at nice 10: on a busy core the event loop keeps priority over batch writes
-    (a woken writer otherwise preempts it for milliseconds: p99 +4 ms at one connection), while the
-    writer still gets ~10% of a saturated core, several times what it needs."""
+def _idle_priority() -> None:
+    """Run this thread only in the core's idle time (``SCHED_IDLE``; no privilege needed): a
+    request that wakes the loop preempts it at once.  Elsewhere: nice 19."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (AttributeError, OSError):  # not Linux, or not allowed: same priority as the loop
+    except (AttributeError, OSError):  # not allowed: the loop's priority
         pass
 
 
@@ -65,20 +75,55 @@ class SQLiteSpend:
         self.totals = totals  # SpendTotals.of(records): what to add where
         self.updated_at = updated_at  # table -> has an updated_at column
         self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_lower_priority)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_idle_priority)
+        self.starved = False  # an idle-time transaction was late: fresh batches go to the loop
+        self._probing = False  # the next idle-time transaction is the first after starving
+        self._ping: list[float] = []  # [sent] or [sent, ran] (monotonic) of the ping in flight
+        self._pings_on_time = 0
         # the loop path
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_busy = False  # a loop transaction is open (between its chunks)
         self._checkpoint_due = time.monotonic() + WAL_CHECKPOINT_EVERY
         self._checkpointing = False
         self.loop_rows = 0  # rows committed by the loop path (tests)
+        self.background_rows = 0  # rows committed in idle time
 
     async def apply(self, records: list[SpendRecord], fresh: bool = False) -> int:
+        """``fresh``: the writer's own batch, never applied before (module docstring: the paths)."""
+        loop = asyncio.get_running_loop()
+        done = 0
+        if fresh and self.starved:
+            self._check_ping()
+        while fresh and records and not self.starved:
+            size = PROBE_ROWS if self._probing else BACKGROUND_ROWS
+            part, records = records[:size], records[size:]
+            written, seconds = await loop.run_in_executor(self._thread, self._apply_timed, part)
+            done += written
+            self.starved = seconds > BACKGROUND_LATE  # no idle time: the loop writes until a ping is on time
+            self._probing = False
+            self._maybe_checkpoint()
+        if not records:
+            return done
         if fresh and not self._loop_busy and len(records) <= LOOP_BATCH_MAX:
-            done = await self._apply_on_loop(records)
-            if done is not None:
-                return done
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._apply, records, fresh)
+            written_on_loop = await self._apply_on_loop(records)
+            if written_on_loop is not None:
+                return done + written_on_loop
+        return done + await loop.run_in_executor(self._thread, self._apply, records, fresh)
+
+    def _check_ping(self) -> None:
+        """While starved, each batch checks the ping in flight (the thread notes when it ran it) and
+        sends the next: ``PINGS_ON_TIME`` in a row that ran within ``PING_LATE`` mean idle time is back."""
+        ping = self._ping
+        if len(ping) == 1:
+            return  # not run yet
+        if ping:
+            self._pings_on_time = self._pings_on_time + 1 if ping[1] - ping[0] <= PING_LATE else 0
+        if self._pings_on_time >= PINGS_ON_TIME:
+            self.starved, self._probing = False, True
+            self._ping, self._pings_on_time = [], 0
+            return
+        self._ping = ping = [time.monotonic()]
+        self._thread.submit(lambda: ping.append(time.monotonic()))
 
     def close(self) -> None:
         if self._loop_conn is not None:
@@ -151,7 +196,14 @@ class SQLiteSpend:
         finally:
             self._checkpointing = False
 
-    # -- the thread path
+    # -- the thread paths
+    def _apply_timed(self, records: list[SpendRecord]) -> tuple[int, float]:
+        """An idle-time transaction, and how long it took (starved: the core has no idle time)."""
+        started = time.monotonic()
+        written = self._apply(records, True)
+        self.background_rows += written
+        return written, time.monotonic() - started
+
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self._conn = _open(self.path, busy_ms=10_000)
