@@ -133,6 +133,79 @@ async def test_rotation_after_everything_applied(tmp_path):
     await writer.close()
 
 
+class ArrivingStore(FakeStore):
+    """Records keep arriving while a batch is written (a busy gateway)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrive: list[tuple[SpendWriter, SpendRecord]] = []
+
+    async def apply_spend(self, records, fresh=False):
+        while self.arrive:
+            writer, r = self.arrive.pop()
+            writer.append(r)
+        return await super().apply_spend(records, fresh)
+
+
+async def test_rotation_keeps_the_records_that_arrived_during_the_batch(tmp_path):
+    store = ArrivingStore()
+    writer = SpendWriter(store, tmp_path, rotate_bytes=1)
+    first = [record() for _ in range(5)]
+    late = record()
+    for r in first:
+        writer.append(r)
+    store.arrive.append((writer, late))
+    assert await writer.flush_once() == 5
+    # rotated with a tail: the new file holds just the record that arrived meanwhile, not applied yet
+    assert writer.journal.size == len(encode(late)) and writer.journal.applied == 0
+    assert writer.journal.path.read_bytes().rstrip(b"\0") == encode(late)
+    assert not writer.journal.path.with_name(writer.journal.path.name + ".new").exists()
+    assert await writer.flush_once() == 1  # handed over in memory, at its new offset
+    assert set(store.rows) == {r.request_id for r in [*first, late]}
+    writer.append(record())
+    assert await writer.flush_once() == 1 and len(store.rows) == 7
+    await writer.close()
+
+
+async def test_a_crash_after_a_rotation_with_a_tail_replays_the_tail(tmp_path):
+    store = ArrivingStore()
+    writer = SpendWriter(store, tmp_path, rotate_bytes=1)
+    late = record()
+    for _ in range(3):
+        writer.append(record())
+    store.arrive.append((writer, late))
+    await writer.flush_once()
+    writer.journal.close()  # the process dies before the tail is applied
+    again = SpendWriter(store, tmp_path)
+    assert await again.replay() == 1
+    assert late.request_id in store.rows and len(store.rows) == 4
+    await again.close()
+
+
+async def test_a_crash_during_a_rotation_replays_the_old_journal_without_double_counting(tmp_path, monkeypatch):
+    store = ArrivingStore()
+    writer = SpendWriter(store, tmp_path, rotate_bytes=1)
+    first = [record() for _ in range(3)]
+    late = record()
+    for r in first:
+        writer.append(r)
+    store.arrive.append((writer, late))
+
+    def crash(*args):
+        raise OSError("killed before the rename")
+
+    monkeypatch.setattr(journal.os, "rename", crash)
+    assert await writer.flush_once() == 3  # applied; the rotation failed, and the old journal is kept
+    monkeypatch.undo()
+    assert not writer.journal.path.with_name(writer.journal.path.name + ".new").exists()
+    writer.journal.close()  # the process dies
+    assert journal.read_checkpoint(writer.journal.ckpt_path) == 0  # reset before the new file was put in place
+    again = SpendWriter(store, tmp_path)
+    assert await again.replay() == 1  # the old journal again: the three stored are skipped, the tail applied
+    assert set(store.rows) == {r.request_id for r in [*first, late]}
+    await again.close()
+
+
 async def test_torn_last_line_is_not_applied_until_complete(tmp_path):
     store = FakeStore()
     writer = SpendWriter(store, tmp_path)

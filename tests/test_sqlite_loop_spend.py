@@ -125,6 +125,18 @@ async def test_a_core_without_idle_time_sends_the_batches_to_the_loop_until_it_i
     assert await key_spend(store) == pytest.approx(0.01 * (sent + 25 + batches))
 
 
+async def test_a_loop_busy_since_the_last_batch_writes_the_next_itself(store, tmp_path):
+    spend = store._sqlite_spend
+    assert await store.apply_spend([record("first", spend=0.01)], fresh=True) == 1
+    assert spend.background_rows == 1 and not spend.starved
+    spun = time.thread_time()
+    while time.thread_time() - spun < 0.03:  # the loop's thread computes without a pause: no idle time
+        pass
+    assert await store.apply_spend([record("busy", spend=0.01)], fresh=True) == 1
+    assert spend.loop_rows == 1 and spend.background_rows == 1 and spend.starved  # no idle-time attempt
+    assert rows_in(tmp_path / "lockgate.db") == 2
+
+
 async def test_without_idle_time_the_writers_batches_are_written_on_the_loop_in_chunks(
         store, tmp_path, thread_applies, monkeypatch, on_the_loop):
     monkeypatch.setattr(sqlite_spend, "LOOP_CHUNK", 4)

@@ -21,6 +21,7 @@ invalid), so the records appended after it stay whole.
 from __future__ import annotations
 
 import fcntl
+import logging
 import mmap
 import os
 from collections.abc import Iterator
@@ -33,9 +34,11 @@ from ..governance.types import SpendRecord
 from .timetext import utc_text
 
 GROW = 1 << 20  # the map (and the file) grow by this much when an append reaches its end
-# the pages written are released from the process every this many bytes; a journal truncated once
+# the pages written are released from the process every this many bytes; a journal rotated once
 # applied (``spend_journal_rotate_mb``, 1 MB) never gets there: releasing cost ~3 % req/s when it did
 RELEASE = 8 << 20
+log = logging.getLogger("lockgate.spend")
+MAX_TAIL = 64 << 10  # a journal is rotated with up to this much not applied yet (copied to the new file)
 _DT_FIELDS = ("start_time", "end_time")
 
 
@@ -118,14 +121,52 @@ class Journal:
         self.applied = offset
         os.pwrite(self._ckpt_fd, b"%020d\n" % offset, 0)
 
-    def rotate_if_done(self, min_bytes: int) -> bool:
-        """Truncate the journal once every record in it was applied (and it is big enough)."""
-        if self.applied < self.size or self.size < min_bytes:
-            return False
-        os.ftruncate(self.fd, 0)  # drops the pages (nothing touches the map in between)
-        os.ftruncate(self.fd, self._capacity)  # zeros again, still mapped
-        self.size = self._resident = 0
+    def rotate(self, min_bytes: int, max_tail: int = MAX_TAIL) -> int | None:
+        """Start the journal afresh once it holds ``min_bytes`` or more and at most ``max_tail`` bytes
+        of it are not applied yet (records appended while the last batch was written, on a busy
+        gateway nearly always some); returns the bytes dropped from the front, None if not rotated.
+
+        Everything applied: truncated in place.  A tail: copied to the start of a new file that
+        then replaces the journal (``rename``).  The checkpoint is reset to 0 first, so a crash in
+        between replays the whole old journal, which only costs time (a replay skips the request
+        ids already stored); after the rename it replays the tail."""
+        tail = self.size - self.applied
+        if self.size < min_bytes or tail > max_tail:
+            return None
+        dropped = self.applied
+        if not tail:
+            os.ftruncate(self.fd, 0)  # drops the pages (nothing touches the map in between)
+            os.ftruncate(self.fd, self._capacity)  # zeros again, still mapped
+        else:
+            data = self._map[self.applied:self.size]
+            self.checkpoint(0)
+            if not self._replace_with(data):
+                return None  # the old journal stays, to be re-read from 0 (ids already stored are skipped)
+        self.size, self._resident = tail, 0
         self.checkpoint(0)
+        return dropped
+
+    def _replace_with(self, data: bytes) -> bool:
+        """A new file holding ``data`` takes the journal's place (and its map the old map's)."""
+        new_path = self.path.with_name(self.path.name + ".new")
+        capacity = _round_up(len(data) + GROW)
+        fd = os.open(new_path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        new_map: mmap.mmap | None = None
+        try:
+            os.ftruncate(fd, capacity)
+            new_map = mmap.mmap(fd, capacity)
+            new_map[:len(data)] = data
+            os.rename(new_path, self.path)
+        except OSError as exc:
+            log.warning("spend journal: rotation failed (%s); the journal is kept", exc)
+            if new_map is not None:
+                new_map.close()
+            os.close(fd)
+            new_path.unlink(missing_ok=True)
+            return False
+        self._map.close()
+        os.close(self.fd)
+        self.fd, self._map, self._capacity = fd, new_map, capacity
         return True
 
     def close(self) -> None:

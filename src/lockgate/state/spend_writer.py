@@ -6,8 +6,10 @@ memory stays bounded during a database outage), applies it in batches every
 advances the checkpoint.  ``apply_spend`` ignores request ids it already has,
 so re-applying after a crash between apply and checkpoint never double counts.
 A failing database only delays writes: retried with exponential backoff (up to
-``max_backoff`` seconds) while the journal keeps growing; once everything is
-applied the journal is truncated (rotated) when it exceeds ``rotate_bytes``.
+``max_backoff`` seconds) while the journal keeps growing; once it exceeds
+``rotate_bytes`` and all of it but a small tail (records that arrived while the
+last batch was written) is applied, it is rotated: truncated, or replaced by a
+new file holding the tail (``Journal.rotate``).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ class SpendWriter:
         for orphan in orphans(self.directory, self.journal.index):
             try:
                 total += await self._drain(orphan)
-                orphan.rotate_if_done(0)
+                orphan.rotate(0)
             finally:
                 orphan.close()
         if total:
@@ -147,8 +149,9 @@ class SpendWriter:
             done += len(records)
         self._pending_count = max(0, self._pending_count - done)
         self.applied_total += done
-        if self.journal.rotate_if_done(self.rotate_bytes):
-            self._memory_start = 0  # memory was empty (everything applied) and stays valid
+        dropped = self.journal.rotate(self.rotate_bytes)
+        if dropped is not None:  # the records in memory (the tail) now start that much earlier
+            self._memory_start = max(0, self._memory_start - dropped)
         return done
 
     def _take(self) -> tuple[list[Any], int, bool]:

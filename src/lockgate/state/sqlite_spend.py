@@ -9,9 +9,11 @@ the same rows the SQLAlchemy path (``SQLStore._apply_spend``, used by PostgreSQL
   the loop wakes; the loop then waits for the GIL at most until the thread's next SQLite call (it
   releases the GIL for every row it steps).  On the loop the same rows stalled it for ~150 µs a
   chunk, twice or more per batch: that stall was the p99 at one connection (docs/performance.md).
-* **on the event loop** (when idle time is short): a saturated core leaves an idle thread almost
-  nothing (~0.3 %), so a background transaction that took longer than ``BACKGROUND_LATE`` sends
-  the writer's batches to the loop for ``LOOP_HOLD`` seconds: one transaction, rows inserted
+* **on the event loop** (when the core has no idle time): a saturated core leaves an idle thread
+  almost nothing (~0.3 %), so a loop thread busy ``LOOP_BUSY`` of the time since the last batch, or
+  an idle-time transaction that took longer than ``BACKGROUND_LATE``, sends the writer's batches to
+  the loop until ``PINGS_ON_TIME`` pings in a row reach the thread within ``PING_LATE`` (the first
+  idle-time transaction then carries ``PROBE_ROWS``).  On the loop: one transaction, rows inserted
   ``LOOP_CHUNK`` at a time with a yield between chunks, then the totals and COMMIT (~4-5 µs a
   row; in a thread interleaved with a busy loop the same rows cost five times the CPU).  The
   loop connection never waits for a lock (``busy_timeout`` 0) and never checkpoints the WAL.
@@ -46,6 +48,7 @@ CHUNK = 500  # ids per lookup (SQLite's default limit of bound variables is far 
 INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 BACKGROUND_ROWS = 64  # rows per idle-time transaction
 BACKGROUND_LATE = 0.05  # s: an idle-time transaction this slow means the core has no idle time...
+LOOP_BUSY = 0.95  # ...as does a loop thread that used this share of the time since the last batch in CPU
 PING_LATE = 0.002  # s: ...until the thread runs PINGS_ON_TIME pings in a row (one sent with each
 PINGS_ON_TIME = 3  # loop batch) within this (a saturated core runs one on time now and then)
 PROBE_ROWS = 8  # rows of the first idle-time transaction after that (starved: a short hold of the lock)
@@ -80,6 +83,7 @@ class SQLiteSpend:
         self._probing = False  # the next idle-time transaction is the first after starving
         self._ping: list[float] = []  # [sent] or [sent, ran] (monotonic) of the ping in flight
         self._pings_on_time = 0
+        self._window: tuple[float, float] | None = None  # at the last batch: (wall, loop thread's CPU)
         # the loop path
         self._loop_conn: sqlite3.Connection | None = None
         self._loop_busy = False  # a loop transaction is open (between its chunks)
@@ -92,6 +96,8 @@ class SQLiteSpend:
         """``fresh``: the writer's own batch, never applied before (module docstring: the paths)."""
         loop = asyncio.get_running_loop()
         done = 0
+        if fresh and not self.starved:
+            self.starved = self._loop_busy_share() >= LOOP_BUSY  # no idle time: don't start a starved one
         if fresh and self.starved:
             self._check_ping()
         while fresh and records and not self.starved:
@@ -109,6 +115,18 @@ class SQLiteSpend:
             if written_on_loop is not None:
                 return done + written_on_loop
         return done + await loop.run_in_executor(self._thread, self._apply, records, fresh)
+
+    def _loop_busy_share(self) -> float:
+        """The share of the wall time since the last batch the loop's thread (this one) ran."""
+        now, cpu = time.monotonic(), time.thread_time()
+        if self._window is None:  # the first batch
+            self._window = (now, cpu)
+            return 0.0
+        began, began_cpu = self._window
+        if now - began < 0.005:
+            return 0.0  # too short to tell (the same flush's next batch)
+        self._window = (now, cpu)
+        return (cpu - began_cpu) / (now - began)
 
     def _check_ping(self) -> None:
         """While starved, each batch checks the ping in flight (the thread notes when it ran it) and
