@@ -152,10 +152,13 @@ def test_rpm_limit_is_exact_across_workers(served):
 
 
 def test_parallel_slots_are_exact_across_workers(served):
-    key = served.key(max_parallel_requests=2)
-    replies = _parallel(lambda: served.post(key, {**CHAT, "model": "slow"}), 8, 8)
-    statuses = sorted(r.status_code for r in replies)
-    assert statuses == [200] * 2 + [429] * 6, statuses
+    for _ in range(5):  # 8 new connections all land on one worker now and then: that proves nothing, again
+        key = served.key(max_parallel_requests=2)
+        replies = _parallel(lambda: served.post(key, {**CHAT, "model": "slow"}), 8, 8)  # noqa: B023
+        statuses = sorted(r.status_code for r in replies)
+        assert statuses == [200] * 2 + [429] * 6, statuses
+        if len({worker_of(r) for r in replies}) >= 2:
+            break
     assert len({worker_of(r) for r in replies}) >= 2
     # the slots are free again once the answers arrived: sequential requests with one slot never collide,
     # whichever worker takes the next one (the slot is released before the answer's last bytes)
