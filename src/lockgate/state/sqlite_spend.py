@@ -49,8 +49,8 @@ INSERT = f"INSERT INTO spend_logs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' 
 BACKGROUND_ROWS = 64  # rows per idle-time transaction
 BACKGROUND_LATE = 0.05  # s: an idle-time transaction this slow means the core has no idle time...
 LOOP_BUSY = 0.95  # ...as does a loop thread that used this share of the time since the last batch in CPU
-PING_LATE = 0.002  # s: ...until the thread runs PINGS_ON_TIME pings in a row (one sent with each
-PINGS_ON_TIME = 3  # loop batch) within this (a saturated core runs one on time now and then)
+PING_LATE = 0.002  # s: ...until PINGS_ON_TIME pings in a row (one sent with each loop batch) ran on
+PINGS_ON_TIME = 3  # the thread within PING_LATE (a saturated core runs one on time now and then)
 PROBE_ROWS = 8  # rows of the first idle-time transaction after that (starved: a short hold of the lock)
 LOOP_CHUNK = 32  # rows inserted on the loop between two yields (~150 µs)
 LOOP_BATCH_MAX = 2000  # larger batches (a burst after an outage) go to the thread
@@ -79,7 +79,7 @@ class SQLiteSpend:
         self.updated_at = updated_at  # table -> has an updated_at column
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-spend", initializer=_idle_priority)
-        self.starved = False  # an idle-time transaction was late: fresh batches go to the loop
+        self.starved = False  # no idle time (a busy loop, a late transaction): fresh batches go to the loop
         self._probing = False  # the next idle-time transaction is the first after starving
         self._ping: list[float] = []  # [sent] or [sent, ran] (monotonic) of the ping in flight
         self._pings_on_time = 0
