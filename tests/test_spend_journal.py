@@ -147,14 +147,20 @@ class ArrivingStore(FakeStore):
         return await super().apply_spend(records, fresh)
 
 
-async def test_rotation_keeps_the_records_that_arrived_during_the_batch(tmp_path):
+def late_arrival(tmp_path, n: int) -> tuple[ArrivingStore, SpendWriter, list[SpendRecord], SpendRecord]:
+    """A writer with ``n`` records journaled and one more that arrives while they are written."""
     store = ArrivingStore()
     writer = SpendWriter(store, tmp_path, rotate_bytes=1)
-    first = [record() for _ in range(5)]
-    late = record()
+    first = [record() for _ in range(n)]
     for r in first:
         writer.append(r)
+    late = record()
     store.arrive.append((writer, late))
+    return store, writer, first, late
+
+
+async def test_rotation_keeps_the_records_that_arrived_during_the_batch(tmp_path):
+    store, writer, first, late = late_arrival(tmp_path, 5)
     assert await writer.flush_once() == 5
     # rotated with a tail: the new file holds just the record that arrived meanwhile, not applied yet
     assert writer.journal.size == len(encode(late)) and writer.journal.applied == 0
@@ -168,12 +174,7 @@ async def test_rotation_keeps_the_records_that_arrived_during_the_batch(tmp_path
 
 
 async def test_a_crash_after_a_rotation_with_a_tail_replays_the_tail(tmp_path):
-    store = ArrivingStore()
-    writer = SpendWriter(store, tmp_path, rotate_bytes=1)
-    late = record()
-    for _ in range(3):
-        writer.append(record())
-    store.arrive.append((writer, late))
+    store, writer, _, late = late_arrival(tmp_path, 3)
     await writer.flush_once()
     writer.journal.close()  # the process dies before the tail is applied
     again = SpendWriter(store, tmp_path)
@@ -183,13 +184,7 @@ async def test_a_crash_after_a_rotation_with_a_tail_replays_the_tail(tmp_path):
 
 
 async def test_a_crash_during_a_rotation_replays_the_old_journal_without_double_counting(tmp_path, monkeypatch):
-    store = ArrivingStore()
-    writer = SpendWriter(store, tmp_path, rotate_bytes=1)
-    first = [record() for _ in range(3)]
-    late = record()
-    for r in first:
-        writer.append(r)
-    store.arrive.append((writer, late))
+    store, writer, first, late = late_arrival(tmp_path, 3)
 
     def crash(*args):
         raise OSError("killed before the rename")
