@@ -232,23 +232,33 @@ async def test_cancelled_mid_batch_rolls_back_and_the_journal_replays_it(store, 
     again.journal.close()
 
 
-async def test_the_wal_is_checkpointed_in_the_thread(store, tmp_path, monkeypatch):
+@pytest.mark.parametrize("idle", [True, False], ids=["idle time", "saturated core"])
+async def test_the_wal_is_checkpointed_off_the_loop(store, tmp_path, monkeypatch, idle):
+    """In idle time by the spend thread; while that thread is starved, by a thread at the normal
+    priority (else the WAL written during the load would be copied back all at once after it)."""
     spend = store._sqlite_spend
+    if not idle:
+        spend.starved = True
+        monkeypatch.setattr(sqlite_spend, "PINGS_ON_TIME", math.inf)
     monkeypatch.setattr(spend, "_checkpoint_due", 0.0)
-    threads: list[str] = []
+    seen: list[tuple[str, int]] = []
     done = threading.Event()
     original = spend._checkpoint
 
-    def checkpoint():
-        threads.append(threading.current_thread().name)
-        original()
+    def checkpoint(connection):
+        seen.append((threading.current_thread().name, os.sched_getscheduler(0)))
+        original(connection)
         done.set()
 
     monkeypatch.setattr(spend, "_checkpoint", checkpoint)
     assert await store.apply_spend([record("w")], fresh=True) == 1
-    assert spend.background_rows == 1
+    assert (spend.background_rows, spend.loop_rows) == ((1, 0) if idle else (0, 1))
     assert await asyncio.to_thread(done.wait, 5)
-    assert threads[0].startswith("lockgate-sqlite-spend")
+    name, policy = seen[0]
+    if idle:
+        assert name.startswith("lockgate-sqlite-spend") and policy == os.SCHED_IDLE
+    else:
+        assert name.startswith("lockgate-sqlite-checkpoint") and policy == os.SCHED_OTHER
 
 
 async def test_cancelled_while_the_thread_writes_the_replay_counts_each_once(store, tmp_path, monkeypatch):

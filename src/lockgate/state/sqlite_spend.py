@@ -23,7 +23,8 @@ the same rows the SQLAlchemy path (``SQLStore._apply_spend``, used by PostgreSQL
   replayed batches and whenever a faster path cannot finish (the lock is held by another writer,
   an id is already stored, an error): the faster path's transaction is rolled back first, so a
   row is never written twice.  The same idle-time thread runs it, and checkpoints the WAL about
-  once a second.
+  once a second; while it is starved, a thread at the normal priority checkpoints instead (the
+  idle thread would copy back all the WAL written during the load at once, after it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,8 @@ class SQLiteSpend:
         self._loop_busy = False  # a loop transaction is open (between its chunks)
         self._checkpoint_due = time.monotonic() + WAL_CHECKPOINT_EVERY
         self._checkpointing = False
+        self._checkpointer: ThreadPoolExecutor | None = None  # checkpoints while the idle thread is starved
+        self._ckpt_conn: sqlite3.Connection | None = None
         self.loop_rows = 0  # rows committed by the loop path (tests)
         self.background_rows = 0  # rows committed in idle time
 
@@ -155,6 +159,12 @@ class SQLiteSpend:
 
         self._thread.submit(shut).result()
         self._thread.shutdown()
+        if self._checkpointer is not None:
+            self._checkpointer.shutdown()  # waits for a checkpoint in progress
+            self._checkpointer = None
+        if self._ckpt_conn is not None:
+            self._ckpt_conn.close()
+            self._ckpt_conn = None
 
     # -- the loop path
     async def _apply_on_loop(self, records: list[SpendRecord]) -> int | None:
@@ -197,18 +207,29 @@ class SQLiteSpend:
         return self._loop_conn
 
     def _maybe_checkpoint(self) -> None:
-        """A passive WAL checkpoint in the thread about once a second (the loop connection never
+        """A passive WAL checkpoint off the loop about once a second (the loop connection never
         checkpoints: copying pages back and syncing would stall requests for milliseconds)."""
         now = time.monotonic()
         if self._checkpointing or now < self._checkpoint_due:
             return
         self._checkpointing = True
         self._checkpoint_due = now + WAL_CHECKPOINT_EVERY
-        self._thread.submit(self._checkpoint)
+        if self.starved:
+            # the idle thread would run it only once the load is over, with all the WAL written meanwhile
+            if self._checkpointer is None:
+                self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="lockgate-sqlite-checkpoint")
+            self._checkpointer.submit(self._checkpoint, self._checkpoint_connection)
+        else:
+            self._thread.submit(self._checkpoint, self._connect)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint_connection(self) -> sqlite3.Connection:
+        if self._ckpt_conn is None:
+            self._ckpt_conn = _open(self.path, busy_ms=0, autocheckpoint=False)
+        return self._ckpt_conn
+
+    def _checkpoint(self, connection: Callable[[], sqlite3.Connection]) -> None:
         try:
-            self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:
             pass  # the next one will do; the WAL only grows meanwhile
         finally:
