@@ -193,17 +193,21 @@ def test_budget_is_exact_across_workers(served):
 
 def test_a_blocked_key_is_refused_by_every_worker_at_once(served):
     key = served.key()
-    warm: list = []  # until every worker has the key cached (ttl 120 s); a loaded machine spreads unevenly
+    warm: list = []  # until every worker has the key cached (ttl 120 s); a loaded machine spreads unevenly,
+    # and one worker may win no accept at all for a while: two that cached it are what the test needs
     while len({worker_of(r) for r in warm}) < served.workers and len(warm) < 40 * served.workers:
         warm.append(served.post(key))
     assert all(r.status_code == 200 for r in warm)
-    assert len({worker_of(r) for r in warm}) == served.workers
+    cached = {worker_of(r) for r in warm}
+    assert len(cached) >= 2
     r = httpx.post(served.url + "/key/block", headers=ADMIN, json={"key": key}, timeout=30)
     assert r.status_code == 200, r.text
     time.sleep(0.2)
-    after = [served.post(key) for _ in range(6 * served.workers)]
+    after: list = []  # until two of the workers that had the key cached answered
+    while len({worker_of(r) for r in after} & cached) < 2 and len(after) < 40 * served.workers:
+        after.append(served.post(key))
     assert {r.status_code for r in after} <= {401, 403}, [r.status_code for r in after]
-    assert len({worker_of(r) for r in after}) >= 2
+    assert len({worker_of(r) for r in after} & cached) >= 2
 
 
 def test_a_cooldown_reaches_every_worker(served, faulty):
