@@ -37,9 +37,9 @@ GROW = 1 << 20  # the map (and the file) grow by this much when an append reache
 # the pages written are released from the process every this many bytes; a journal rotated once
 # applied (``spend_journal_rotate_mb``, 1 MB) never gets there: releasing cost ~3 % req/s when it did
 RELEASE = 8 << 20
-log = logging.getLogger("lockgate.spend")
 MAX_TAIL = 64 << 10  # a journal is rotated with up to this much not applied yet (copied to the new file)
 _DT_FIELDS = ("start_time", "end_time")
+log = logging.getLogger("lockgate.spend")
 
 
 def encode(record: SpendRecord) -> bytes:
@@ -134,16 +134,14 @@ class Journal:
         if self.size < min_bytes or tail > max_tail:
             return None
         dropped = self.applied
+        data = self._map[self.applied:self.size]
+        self.checkpoint(0)  # first: a crash before the file is replaced or truncated only replays
         if not tail:
             os.ftruncate(self.fd, 0)  # drops the pages (nothing touches the map in between)
             os.ftruncate(self.fd, self._capacity)  # zeros again, still mapped
-        else:
-            data = self._map[self.applied:self.size]
-            self.checkpoint(0)
-            if not self._replace_with(data):
-                return None  # the old journal stays, to be re-read from 0 (ids already stored are skipped)
+        elif not self._replace_with(data):
+            return None  # the old journal stays, to be re-read from 0 (ids already stored are skipped)
         self.size, self._resident = tail, 0
-        self.checkpoint(0)
         return dropped
 
     def _replace_with(self, data: bytes) -> bool:
