@@ -780,6 +780,27 @@ def check_goals(r: dict, direct: dict) -> dict:
     return out
 
 
+def peer_targets(r: dict, peer: dict, virtual_key: bool) -> dict:
+    """Issue 16's targets, each a ratio against TensorZero in this run (``peer`` = compare(lockgate,
+    tensorzero)): the requests/s target depends on the key; RSS counts only with the management API loaded
+    (a virtual-key run: the key was made through /key/generate)."""
+    stream_p50, stream_p99 = _get(r, "stream_c1", "total_p50_ms"), _get(r, "stream_c1", "total_p99_ms")
+    checks = {
+        "rps_ratio": (peer.get("rps_ratio"), 1.0 if virtual_key else 1.2, ">="),
+        "added_p50_ratio": (peer.get("added_p50_ratio"), 1.0, "<="),
+        "added_p99_ratio": (peer.get("added_p99_ratio"), 2.0, "<="),
+        "streamed_rps_ratio": (peer.get("streamed_rps_ratio"), 1.2, ">="),
+        "stream_p99_over_own_p50": (stream_p99 / stream_p50 if stream_p50 and stream_p99 else None, 3.0, "<="),
+    }
+    if virtual_key:
+        checks["rss_mb"] = (_get(r, "rss_mb"), GOALS["rss_mb"], "<=")
+    out = {}
+    for k, (v, goal, op) in checks.items():
+        ok = None if v is None else (v <= goal if op == "<=" else v >= goal)
+        out[k] = {"value": v, "goal": f"{op} {goal}", "pass": ok}
+    return out
+
+
 def over_forwarder(r: dict, fwd: dict) -> dict:
     """What Lockgate's features cost over the featureless forwarder measured in the same run."""
     def diff(*keys):
@@ -980,6 +1001,9 @@ def main() -> int:
              if a in results and b in results and not results[a].get("failed") and not results[b].get("failed")}
     if peers:
         report["peer_comparisons"] = peers
+    if "lockgate_over_tensorzero" in peers:
+        report["tensorzero_targets"] = peer_targets(results["lockgate"], peers["lockgate_over_tensorzero"],
+                                                    bool(results["lockgate"].get("virtual_key")))
 
     if args.cache and "lockgate" in targets:
         report["settings"]["cache"] = {"config": "litellm_settings: {cache: true, cache_params: {type: local}}",
@@ -1022,6 +1046,12 @@ def main() -> int:
         for name, c in report["peer_comparisons"].items():
             print("  " + name.ljust(w) + "".join(f"{'-' if c[k] is None else format(c[k], '.2f'):>18s}"
                                                  for k, _ in keys))
+    if report.get("tensorzero_targets"):
+        key = "a virtual key" if results["lockgate"].get("virtual_key") else "the master key"
+        print(f"\nIssue 16's targets against TensorZero ({key}):")
+        for k, v in report["tensorzero_targets"].items():
+            mark = {True: "ok", False: "MISS", None: "n/a"}[v["pass"]]
+            print(f"  {k:24s} {'-' if v['value'] is None else format(v['value'], '.2f'):>10s}  goal {v['goal']:<8s} {mark}")
     if report.get("cache_comparisons"):
         print("\nResponse cache, ratios (requests/s at c=%d; added = minus direct, at c=1 or streamed c=1):"
               % args.connections)
