@@ -30,7 +30,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .resp import RespConnection
 
 log = logging.getLogger("lockgate.counters")
 
@@ -292,11 +295,17 @@ class RedisCounters:
     def __init__(self, url: str, prefix: str = "lockgate:", max_connections: int = 128) -> None:
         import redis.asyncio as aioredis
 
+        from .resp import RespConnection, Script
+
         self.url = url
         self.prefix = prefix
         # a blocking pool: a burst waits for a free connection instead of failing
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=10)
         self.client = aioredis.Redis(connection_pool=pool, health_check_interval=30)
+        # the two scripts of every request: one pipelined connection of our own (resp.py); rediss://
+        # (TLS) keeps redis-py's scripts
+        self.pipe: RespConnection | None = RespConnection(url) if RespConnection.supports(url) else None
+        self._admit_script, self._settle_script = Script(ADMIT_LUA), Script(SETTLE_LUA)
         self._admit = self.client.register_script(ADMIT_LUA)
         self._settle = self.client.register_script(SETTLE_LUA)
 
@@ -309,7 +318,10 @@ class RedisCounters:
         args: list[Any] = [request_id, int(lease * 1000)]
         for it in items:
             args += [_redis_kind(it), it.limit, it.amount, _budget_ttl(it)]
-        failed, reset_ms, window, values = await self._admit(keys=keys, args=args)
+        if self.pipe is not None:
+            failed, reset_ms, window, values = await self.pipe.evalsha(self._admit_script, keys, args)
+        else:
+            failed, reset_ms, window, values = await self._admit(keys=keys, args=args)
         return Admission(failed == 0, failed - 1, [float(v) for v in values], reset_ms / 1000, int(window))
 
     async def settle(
@@ -325,7 +337,10 @@ class RedisCounters:
         if record is not None:
             keys.append(p + SPEND_STREAM)
             args.append(record)
-        await self._settle(keys=keys, args=args)
+        if self.pipe is not None:
+            await self.pipe.evalsha(self._settle_script, keys, args)
+        else:
+            await self._settle(keys=keys, args=args)
 
     async def forget(self, keys: list[str]) -> None:
         if keys:
@@ -335,6 +350,8 @@ class RedisCounters:
         await self.client.set(self.prefix + key, repr(float(value)), ex=_budget_ttl(Item(BUDGET_KIND, key, 0)))
 
     async def close(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
         await self.client.aclose()
 
 
