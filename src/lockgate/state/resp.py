@@ -3,9 +3,11 @@
 redis-py's asyncio client costs ~100 µs of CPU per command on the event loop (a pool checkout and
 release, a stream writer, a timeout context, its retry wrapper; docs/performance.md, session 14), and the
 shared mode (``redis_url``) pays two commands per request.  This connection is an asyncio protocol
-instead: every command is written at once as a RESP array, replies are parsed by hiredis (already a
-dependency of redis-py's fast path) and handed to the callers' futures in order, so concurrent requests
-share one connection without waiting for each other (Redis answers a connection's commands in order).
+instead: the commands issued in one turn of the event loop go out in one write at its end (at 32
+connections that is several requests' commands per system call), replies are parsed by hiredis (already
+a dependency of redis-py's fast path) and handed to the callers' futures in order, so concurrent
+requests share one connection without waiting for each other (Redis answers a connection's commands in
+order).
 
 * ``redis://`` and ``unix://`` URLs (with user, password and database); ``rediss://`` keeps redis-py
   (``RespConnection.supports``).
@@ -55,6 +57,18 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.lost = False
+        self.outgoing: list[bytes] = []  # commands of this turn of the loop: one write at its end
+
+    def queue(self, command: bytes) -> None:
+        if not self.outgoing:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.outgoing.append(command)
+
+    def flush(self) -> None:
+        data = b"".join(self.outgoing)
+        self.outgoing.clear()
+        if self.transport is not None and not self.lost:
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
@@ -152,7 +166,7 @@ class RespConnection:
             raise RedisConnectionError("connection to Redis lost")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(fut)
-        protocol.transport.write(encode(args))
+        protocol.queue(encode(args))
         return fut
 
     async def execute(self, *args: Arg) -> Any:
