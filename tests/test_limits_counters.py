@@ -100,3 +100,17 @@ async def test_concurrent_admissions_are_exact(counters):
              Item(PARALLEL_KIND, "k:g:par", 1000, 0, "key parallel request limit")]
     results = await asyncio.gather(*(counters.admit(items, rid(), 60) for _ in range(200)))
     assert sum(r.ok for r in results) == 25
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0"])  # our connection; redis-py's
+async def test_an_unreachable_redis_refuses_the_admission_with_a_clear_503(url):
+    from lockgate.state.counters_client import CountersUnavailable
+
+    c = RedisCounters(url, "lockgate-test-down:")
+    assert (c.pipe is None) == url.startswith("rediss://")
+    try:
+        with pytest.raises(CountersUnavailable) as caught:
+            await c.admit([Item(WINDOW_KIND, "k", 5, 1)], rid(), 60)
+        assert caught.value.status == 503 and "not reachable" in str(caught.value)
+    finally:
+        await c.close()

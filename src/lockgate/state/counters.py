@@ -294,8 +294,12 @@ class RedisCounters:
 
     def __init__(self, url: str, prefix: str = "lockgate:", max_connections: int = 128) -> None:
         import redis.asyncio as aioredis
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
         from .resp import RespConnection, Script
+
+        self._unreachable = (RedisConnectionError, RedisTimeoutError)
 
         self.url = url
         self.prefix = prefix
@@ -318,10 +322,15 @@ class RedisCounters:
         args: list[Any] = [request_id, int(lease * 1000)]
         for it in items:
             args += [_redis_kind(it), it.limit, it.amount, _budget_ttl(it)]
-        if self.pipe is not None:
-            failed, reset_ms, window, values = await self.pipe.evalsha(self._admit_script, keys, args)
-        else:
-            failed, reset_ms, window, values = await self._admit(keys=keys, args=args)
+        try:
+            if self.pipe is not None:
+                failed, reset_ms, window, values = await self.pipe.evalsha(self._admit_script, keys, args)
+            else:
+                failed, reset_ms, window, values = await self._admit(keys=keys, args=args)
+        except self._unreachable as exc:  # a clear 503 in the client's dialect, not an internal error
+            from .counters_client import CountersUnavailable
+
+            raise CountersUnavailable(f"the rate-limit counters (Redis) are not reachable: {exc}") from None
         return Admission(failed == 0, failed - 1, [float(v) for v in values], reset_ms / 1000, int(window))
 
     async def settle(
