@@ -37,6 +37,7 @@ class ServiceCounters:
         self._waiting: deque[asyncio.Future[list[Any]]] = deque()
         self._connecting: asyncio.Lock | None = None
         self._connected_once = False
+        self._outgoing: list[bytes] = []  # frames of this turn of the loop: one write at its end
 
     # ------------------------------------------------------------------ connection
 
@@ -57,6 +58,17 @@ class ServiceCounters:
                 log.warning("counters service: reconnected")
                 self._event(None)
             self._connected_once = True
+
+    def _queue(self, data: bytes) -> None:
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        if self._transport is not None:
+            self._transport.write(data)
 
     def _lost(self) -> None:
         self._transport = None
@@ -86,7 +98,7 @@ class ServiceCounters:
         assert self._transport is not None
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
-        self._transport.write(frame(message))
+        self._queue(frame(message))
         return await fut
 
     # ------------------------------------------------------------------ Counters
@@ -110,7 +122,7 @@ class ServiceCounters:
     def publish(self, message: Any) -> None:
         """To every other worker (best effort: not connected, not sent)."""
         if self._transport is not None:
-            self._transport.write(frame([PUBLISH, message]))
+            self._transport.write(frame([PUBLISH, message]))  # rare: not worth the turn's batch
 
     async def close(self) -> None:
         if self._transport is not None:
