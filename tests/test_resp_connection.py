@@ -121,3 +121,30 @@ def test_under_uvloop_as_the_gateway_runs_it(admin):
             conn.close()
 
     uvloop.run(main())
+
+
+def test_turn_writes_joins_the_writes_of_one_turn():
+    from lockgate.transport.turn_writes import TurnWrites
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[bytes] = []
+
+        def write(self, data: bytes) -> None:
+            self.writes.append(data)
+
+    async def main() -> list[bytes]:
+        out, rec = TurnWrites(), Recorder()
+        out.transport = rec  # type: ignore[assignment]
+        for i in range(5):
+            out.write(b"%d;" % i)
+        assert rec.writes == []  # nothing before the turn ends
+        await asyncio.sleep(0)
+        out.write(b"next")
+        await asyncio.sleep(0)
+        out.transport = None
+        out.write(b"dropped")
+        await asyncio.sleep(0)
+        return rec.writes
+
+    assert asyncio.run(main()) == [b"0;1;2;3;4;", b"next"]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import LockgateError
+from ..transport.turn_writes import TurnWrites
 from .counters import Admission, Item
 from .counters_wire import ADMIT, EVENT, FORGET, PUBLISH, RESET, SETTLE, FrameBuffer, encode_items, frame
 
@@ -37,7 +38,7 @@ class ServiceCounters:
         self._waiting: deque[asyncio.Future[list[Any]]] = deque()
         self._connecting: asyncio.Lock | None = None
         self._connected_once = False
-        self._outgoing: list[bytes] = []  # frames of this turn of the loop: one write at its end
+        self._out = TurnWrites()  # the frames of this turn of the loop: one write at its end
 
     # ------------------------------------------------------------------ connection
 
@@ -53,25 +54,14 @@ class ServiceCounters:
             except OSError as exc:
                 raise CountersUnavailable(
                     f"the counters service of this gateway is not reachable ({type(exc).__name__})") from None
-            self._transport = transport  # uvloop's transports are not asyncio.Transport subclasses
+            self._transport = self._out.transport = transport  # uvloop's are not asyncio.Transport subclasses
             if self._connected_once:
                 log.warning("counters service: reconnected")
                 self._event(None)
             self._connected_once = True
 
-    def _queue(self, data: bytes) -> None:
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._outgoing.append(data)
-
-    def _flush(self) -> None:
-        data = b"".join(self._outgoing)
-        self._outgoing.clear()
-        if self._transport is not None:
-            self._transport.write(data)
-
     def _lost(self) -> None:
-        self._transport = None
+        self._transport = self._out.transport = None
         waiting, self._waiting = self._waiting, deque()
         for fut in waiting:
             if not fut.done():
@@ -98,7 +88,7 @@ class ServiceCounters:
         assert self._transport is not None
         fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
-        self._queue(frame(message))
+        self._out.write(frame(message))
         return await fut
 
     # ------------------------------------------------------------------ Counters
@@ -125,6 +115,7 @@ class ServiceCounters:
             self._transport.write(frame([PUBLISH, message]))  # rare: not worth the turn's batch
 
     async def close(self) -> None:
+        self._out.transport = None
         if self._transport is not None:
             self._transport.close()
             self._transport = None

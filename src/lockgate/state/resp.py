@@ -32,6 +32,8 @@ from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from ..transport.turn_writes import TurnWrites
+
 Arg = bytes | str | int | float
 
 
@@ -57,21 +59,10 @@ class _Protocol(asyncio.Protocol):
         self.reader = hiredis.Reader()
         self.waiting: deque[asyncio.Future[Any]] = deque()
         self.lost = False
-        self.outgoing: list[bytes] = []  # commands of this turn of the loop: one write at its end
-
-    def queue(self, command: bytes) -> None:
-        if not self.outgoing:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self.outgoing.append(command)
-
-    def flush(self) -> None:
-        data = b"".join(self.outgoing)
-        self.outgoing.clear()
-        if self.transport is not None and not self.lost:
-            self.transport.write(data)
+        self.out = TurnWrites()  # the commands of this turn of the loop: one write at its end
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+        self.transport = self.out.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's classes
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -100,6 +91,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.out.transport = None
         self._fail(RedisConnectionError(f"connection to Redis lost{f': {exc}' if exc else ''}"))
 
     def _fail(self, error: Exception) -> None:
@@ -166,7 +158,7 @@ class RespConnection:
             raise RedisConnectionError("connection to Redis lost")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(fut)
-        protocol.queue(encode(args))
+        protocol.out.write(encode(args))
         return fut
 
     async def execute(self, *args: Arg) -> Any:
