@@ -1,4 +1,5 @@
-"""Counters: the same semantics on the in-process and the Redis implementation (Redis must be reachable)."""
+"""Counters: the same semantics on the in-process and the Redis implementation, the latter through its own
+connection (state/resp.py) and through redis-py (rediss:// URLs) (Redis must be reachable)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from lockgate.state.counters import BUDGET_KIND, PARALLEL_KIND, WINDOW_KIND, Ite
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-@pytest.fixture(params=["local", "redis"])
+@pytest.fixture(params=["local", "redis", "redis-py"])
 async def counters(request):
     if request.param == "local":
         c = LocalCounters()
@@ -20,6 +21,10 @@ async def counters(request):
     else:
         prefix = f"lockgate-test-{uuid.uuid4().hex[:12]}:"
         c = RedisCounters(REDIS_URL, prefix)
+        assert c.pipe is not None
+        if request.param == "redis-py":  # the scripts through redis-py, as for rediss:// URLs
+            c.pipe.close()
+            c.pipe = None
         await c.ping()  # fails (not skips) when Redis is unreachable
         yield c
         keys = [k async for k in c.client.scan_iter(match=prefix + "*")]
