@@ -148,3 +148,20 @@ def test_turn_writes_joins_the_writes_of_one_turn():
         return rec.writes
 
     assert asyncio.run(main()) == [b"0;1;2;3;4;", b"next"]
+
+
+def test_one_connection_object_serves_a_new_event_loop():
+    """A RespConnection used from a second event loop opens a connection there (the first one's transport
+    belongs to a loop that is gone)."""
+    conn = RespConnection(REDIS_URL)
+
+    async def client_id() -> int:
+        return await asyncio.wait_for(conn.execute("CLIENT", "ID"), 5)  # a stale connection would never answer
+
+    try:
+        first = asyncio.run(client_id())
+        second = asyncio.run(client_id())
+        assert first != second
+        assert asyncio.run(asyncio.wait_for(conn.execute("PING"), 5)) == b"PONG"
+    finally:
+        conn.close()

@@ -54,6 +54,7 @@ class ServiceCounters:
             except OSError as exc:
                 raise CountersUnavailable(
                     f"the counters service of this gateway is not reachable ({type(exc).__name__})") from None
+            self._out = TurnWrites()  # nothing of a former connection's turn goes out on this one
             self._transport = self._out.transport = transport  # uvloop's are not asyncio.Transport subclasses
             if self._connected_once:
                 log.warning("counters service: reconnected")

@@ -119,6 +119,7 @@ class RespConnection:
         if protocol is not None and not protocol.lost and self._loop is loop:
             return protocol
         if self._connecting is None or self._loop is not loop:
+            self.close()  # a connection of another event loop cannot serve this one
             self._connecting = asyncio.Lock()
             self._loop = loop
         async with self._connecting:
